@@ -1,0 +1,77 @@
+//! Where datasets are looked for: `--data-dir`, else `LCNN_DATA`, else the user cache folder.
+
+use std::path::{Path, PathBuf};
+
+/// Environment variable naming the data directory.
+pub const DATA_ENV: &str = "LCNN_DATA";
+/// Environment variable that forbids downloads when set to anything but `0`, `false` or empty.
+pub const OFFLINE_ENV: &str = "LCNN_OFFLINE";
+
+/// The data directory: `flag` when given, else `$LCNN_DATA`, else the user cache folder
+/// (`$XDG_CACHE_HOME/lcnn/datasets` or `~/.cache/lcnn/datasets`; `%LOCALAPPDATA%\lcnn\datasets`
+/// on Windows; `~/Library/Caches/lcnn/datasets` on macOS).
+pub fn resolve_data_dir(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    if let Some(p) = non_empty_env(DATA_ENV) {
+        return PathBuf::from(p);
+    }
+    cache_dir().join("lcnn").join("datasets")
+}
+
+/// True when `LCNN_OFFLINE` asks for no downloads.
+pub fn offline_from_env() -> bool {
+    match std::env::var(OFFLINE_ENV) {
+        Ok(v) => {
+            let v = v.trim().to_ascii_lowercase();
+            !(v.is_empty() || v == "0" || v == "false" || v == "no")
+        }
+        Err(_) => false,
+    }
+}
+
+fn non_empty_env(name: &str) -> Option<std::ffi::OsString> {
+    std::env::var_os(name).filter(|v| !v.is_empty())
+}
+
+fn cache_dir() -> PathBuf {
+    if cfg!(windows) {
+        if let Some(p) = non_empty_env("LOCALAPPDATA") {
+            return PathBuf::from(p);
+        }
+    }
+    if let Some(p) = non_empty_env("XDG_CACHE_HOME") {
+        return PathBuf::from(p);
+    }
+    if let Some(home) = non_empty_env("HOME").or_else(|| non_empty_env("USERPROFILE")) {
+        let home = PathBuf::from(home);
+        if cfg!(target_os = "macos") {
+            return home.join("Library").join("Caches");
+        }
+        return home.join(".cache");
+    }
+    std::env::temp_dir()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_wins() {
+        assert_eq!(
+            resolve_data_dir(Some(Path::new("/x/y"))),
+            PathBuf::from("/x/y")
+        );
+    }
+
+    #[test]
+    fn default_ends_in_lcnn_datasets_or_env() {
+        let d = resolve_data_dir(None);
+        match non_empty_env(DATA_ENV) {
+            Some(v) => assert_eq!(d, PathBuf::from(v)),
+            None => assert!(d.ends_with("lcnn/datasets"), "{}", d.display()),
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! Keras `Dense`: `y = x W + b` with a glorot-uniform kernel `[in, units]` (the same layout as
+//! Keras' kernel) and a zero bias.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::tensor::{Device, Tensor};
+
+/// Configuration of a [`Dense`] layer.
+#[derive(Config, Debug)]
+pub struct DenseConfig {
+    /// Input features.
+    pub in_features: usize,
+    /// Keras `units`: output features.
+    pub units: usize,
+    /// Keras `use_bias` (default true).
+    #[config(default = true)]
+    pub use_bias: bool,
+}
+
+/// A fully connected layer.
+#[derive(Module, Debug)]
+pub struct Dense {
+    /// The Burn linear layer; `weight` is `[in, units]`.
+    pub linear: Linear,
+}
+
+impl DenseConfig {
+    /// Creates the layer with Keras' initializers.
+    pub fn init(&self, device: &Device) -> Dense {
+        let mut linear = LinearConfig::new(self.in_features, self.units)
+            .with_bias(self.use_bias)
+            .with_initializer(Initializer::XavierUniform { gain: 1.0 })
+            .init(device);
+        if self.use_bias {
+            linear.bias = Some(Initializer::Zeros.init([self.units], device));
+        }
+        Dense { linear }
+    }
+}
+
+impl Dense {
+    /// # Shapes
+    /// - input: `[N, in_features]`
+    /// - output: `[N, units]`
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.linear.forward(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shape_and_params() {
+        let device = Device::flex();
+        let d = DenseConfig::new(32, 160).init(&device);
+        assert_eq!(d.num_params(), 32 * 160 + 160);
+        assert_eq!(d.forward(Tensor::zeros([5, 32], &device)).dims(), [5, 160]);
+    }
+}

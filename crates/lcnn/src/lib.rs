@@ -1,0 +1,9 @@
+//! lcnn: light convolutional neural networks (LCNN with Max-Feature-Map, All-CNN-C,
+//! depthwise-separable CNNs, VGG16 transfer learning) on [Burn](https://burn.dev).
+
+pub mod callbacks;
+pub mod data;
+pub mod layers;
+pub mod models;
+pub mod util;
+pub mod weights;

@@ -1,0 +1,248 @@
+//! The model zoo: LCNN, LightCNN-9, All-CNN-C, the depthwise-separable CNN and VGG16, each a
+//! [`ModelSpec`] (named layers, shapes and parameter counts known without building tensors)
+//! turned into a Burn [`Network`].
+
+pub mod allconv;
+pub mod lcnn;
+pub mod lightcnn9;
+pub mod network;
+pub mod separable;
+pub mod spec;
+pub mod summary;
+pub mod vgg16;
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+pub use network::{Layer, Network};
+pub use spec::{LayerKind, LayerSpec, ModelSpec, ParamCount, Shape};
+pub use summary::summary;
+
+use crate::layers::Activation;
+
+/// What can go wrong when describing or building a model.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ModelError {
+    /// The model name is not in the zoo.
+    #[error("unknown model `{0}`: expected one of lcnn, lightcnn9, allconv, separable, vgg16")]
+    UnknownModel(String),
+    /// An input shape that does not parse.
+    #[error("invalid input shape `{0}`: expected HxWxC with three positive integers, e.g. 28x28x1")]
+    BadInputShape(String),
+    /// The input is too small for a layer's window.
+    #[error("input too small for model `{model}`: layer `{layer}` gets {input}, but {reason}")]
+    InputTooSmall {
+        /// Model name.
+        model: String,
+        /// The layer that cannot take its input.
+        layer: String,
+        /// Its input, Keras notation.
+        input: String,
+        /// Why.
+        reason: String,
+    },
+    /// Any other inconsistency between a layer and its input.
+    #[error("model `{model}`, layer `{layer}`: {reason}")]
+    Invalid {
+        /// Model name.
+        model: String,
+        /// Layer name.
+        layer: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A layer name that the model does not have.
+    #[error("model `{model}` has no layer `{layer}`; its layers are: {known}")]
+    UnknownLayer {
+        /// Model name.
+        model: String,
+        /// The name asked for.
+        layer: String,
+        /// The names it has.
+        known: String,
+    },
+    /// A bad option value.
+    #[error("{0}")]
+    BadOption(String),
+}
+
+/// The final activation for `classes` outputs: one sigmoid unit for binary, softmax otherwise.
+pub fn head_activation(classes: usize) -> Activation {
+    if classes == 1 {
+        Activation::Sigmoid
+    } else {
+        Activation::Softmax
+    }
+}
+
+/// The models of the zoo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelName {
+    /// The seeds' 9-conv LCNN with MFM.
+    Lcnn,
+    /// LightCNN-9 of the face paper.
+    #[serde(rename = "lightcnn9")]
+    LightCnn9,
+    /// All-CNN-C.
+    #[serde(rename = "allconv")]
+    AllConv,
+    /// Seed 003's depthwise-separable CNN.
+    Separable,
+    /// VGG16 with Keras names.
+    Vgg16,
+}
+
+impl ModelName {
+    /// All names, for help texts.
+    pub const ALL: [ModelName; 5] =
+        [ModelName::Lcnn, ModelName::LightCnn9, ModelName::AllConv, ModelName::Separable, ModelName::Vgg16];
+
+    /// The CLI name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelName::Lcnn => "lcnn",
+            ModelName::LightCnn9 => "lightcnn9",
+            ModelName::AllConv => "allconv",
+            ModelName::Separable => "separable",
+            ModelName::Vgg16 => "vgg16",
+        }
+    }
+
+    /// The input the model was designed for (height, width, channels).
+    pub fn default_input(self) -> Shape {
+        let (h, w, c) = match self {
+            ModelName::Lcnn => (28, 28, 1),
+            ModelName::LightCnn9 => (128, 128, 1),
+            ModelName::AllConv => (32, 32, 3),
+            ModelName::Separable => (64, 64, 3),
+            ModelName::Vgg16 => (224, 224, 3),
+        };
+        Shape::Image { h, w, c }
+    }
+}
+
+impl fmt::Display for ModelName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ModelName {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ModelName::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s.to_ascii_lowercase())
+            .ok_or_else(|| ModelError::UnknownModel(s.to_string()))
+    }
+}
+
+/// Parses `HxWxC` (e.g. `28x28x1`) into an image shape.
+pub fn parse_input_shape(s: &str) -> Result<Shape, ModelError> {
+    let dims: Vec<usize> = s
+        .split(['x', 'X'])
+        .map(|d| d.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| ModelError::BadInputShape(s.to_string()))?;
+    match dims[..] {
+        [h, w, c] if h > 0 && w > 0 && c > 0 => Ok(Shape::Image { h, w, c }),
+        _ => Err(ModelError::BadInputShape(s.to_string())),
+    }
+}
+
+/// Everything that selects a model of the zoo.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Which model.
+    pub name: ModelName,
+    /// Input shape.
+    pub input: Shape,
+    /// Output units: the class count, or 1 for a binary sigmoid output.
+    pub classes: usize,
+    /// Keep the classifier (Keras `include_top`); only VGG16 and LightCNN-9 have a base without.
+    pub include_top: bool,
+}
+
+impl ModelConfig {
+    /// A model with its top.
+    pub fn new(name: ModelName, input: Shape, classes: usize) -> Self {
+        ModelConfig { name, input, classes, include_top: true }
+    }
+
+    /// The model's spec, checked (shapes inferred through every layer).
+    pub fn spec(&self) -> Result<ModelSpec, ModelError> {
+        if self.classes == 0 {
+            return Err(ModelError::BadOption("--classes must be at least 1".into()));
+        }
+        let spec = match (self.name, self.include_top) {
+            (ModelName::Lcnn, true) => lcnn::spec(self.input, self.classes),
+            (ModelName::LightCnn9, top) => lightcnn9::spec(self.input, self.classes, top),
+            (ModelName::AllConv, true) => allconv::spec(self.input, self.classes),
+            (ModelName::Separable, true) => separable::spec(self.input, self.classes),
+            (ModelName::Vgg16, top) => vgg16::spec(self.input, self.classes, top),
+            (name, false) => {
+                return Err(ModelError::BadOption(format!(
+                    "model `{name}` has no variant without its top; --no-top works with vgg16 and lightcnn9"
+                )))
+            }
+        };
+        spec.resolve()?;
+        Ok(spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn total(name: ModelName, input: &str, classes: usize, top: bool) -> usize {
+        let cfg = ModelConfig { name, input: parse_input_shape(input).unwrap(), classes, include_top: top };
+        cfg.spec().unwrap().param_count().unwrap().total()
+    }
+
+    #[test]
+    fn totals_match_keras() {
+        assert_eq!(total(ModelName::Lcnn, "28x28x1", 10, true), 164_938);
+        assert_eq!(total(ModelName::Lcnn, "32x32x3", 10, true), 183_498);
+        assert_eq!(total(ModelName::AllConv, "32x32x3", 10, true), 1_369_738);
+        assert_eq!(total(ModelName::Separable, "64x64x3", 10, true), 38_309);
+        assert_eq!(total(ModelName::Vgg16, "150x150x3", 1000, false), 14_714_688);
+        assert_eq!(total(ModelName::Vgg16, "224x224x3", 1000, true), 138_357_544);
+        assert_eq!(total(ModelName::LightCnn9, "128x128x1", 10, false), 5_480_864);
+    }
+
+    #[test]
+    fn lcnn_batchnorm_statistics_are_non_trainable() {
+        let spec = ModelConfig::new(ModelName::Lcnn, parse_input_shape("28x28x1").unwrap(), 10).spec().unwrap();
+        let p = spec.param_count().unwrap();
+        // BN over 32+48+48+64+32+32 channels and 80 features, 2 moving statistics each.
+        assert_eq!(p.non_trainable, 2 * (32 + 48 + 48 + 64 + 32 + 32 + 80));
+    }
+
+    #[test]
+    fn bad_shapes_and_names_are_errors() {
+        assert_eq!(parse_input_shape("28x28"), Err(ModelError::BadInputShape("28x28".into())));
+        assert!(parse_input_shape("0x28x1").is_err());
+        assert!(parse_input_shape("axbxc").is_err());
+        assert!(matches!("resnet".parse::<ModelName>(), Err(ModelError::UnknownModel(_))));
+        // 8x8 is too small for LCNN's four pools.
+        let cfg = ModelConfig::new(ModelName::Lcnn, parse_input_shape("8x8x1").unwrap(), 10);
+        assert!(matches!(cfg.spec(), Err(ModelError::InputTooSmall { .. })));
+        let cfg = ModelConfig { include_top: false, ..ModelConfig::new(ModelName::Lcnn, ModelName::Lcnn.default_input(), 10) };
+        assert!(matches!(cfg.spec(), Err(ModelError::BadOption(_))));
+    }
+
+    #[test]
+    fn layer_names_are_unique() {
+        for name in ModelName::ALL {
+            let spec = ModelConfig::new(name, name.default_input(), 10).spec().unwrap();
+            let mut names: Vec<_> = spec.layers.iter().map(|l| l.name.clone()).collect();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), spec.layers.len(), "{name}");
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The Burn network built from a [`ModelSpec`]: one [`Layer`] per spec entry, in order, so that
+//! layer `i` of the network is layer `i` of the spec (names, freezing and weight import go by
+//! that index).
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig};
+use burn::tensor::{Device, Tensor};
+
+use crate::layers::{
+    Activation, BatchNormalization, BatchNormalizationConfig, Conv2d, Conv2dConfig, Dense,
+    DenseConfig, Features, GlobalAveragePooling2d, MaxFeatureMap, MaxPooling2d,
+    MaxPooling2dConfig, SeparableConv2d, SeparableConv2dConfig,
+};
+
+use super::spec::{LayerKind, ModelSpec, Shape};
+use super::ModelError;
+
+/// A convolution followed by its activation.
+#[derive(Module, Debug)]
+pub struct ConvBlock {
+    /// The convolution.
+    pub conv: Conv2d,
+    /// Its activation.
+    #[module(skip)]
+    pub activation: Activation,
+}
+
+/// A separable convolution followed by its activation.
+#[derive(Module, Debug)]
+pub struct SeparableBlock {
+    /// The separable convolution.
+    pub conv: SeparableConv2d,
+    /// Its activation.
+    #[module(skip)]
+    pub activation: Activation,
+}
+
+/// A dense layer followed by its activation.
+#[derive(Module, Debug)]
+pub struct DenseBlock {
+    /// The dense layer.
+    pub dense: Dense,
+    /// Its activation.
+    #[module(skip)]
+    pub activation: Activation,
+}
+
+/// A standalone activation layer.
+#[derive(Module, Debug)]
+pub struct ActivationLayer {
+    /// The activation.
+    #[module(skip)]
+    pub activation: Activation,
+}
+
+/// A flatten layer (C, H, W order).
+#[derive(Module, Debug, Default)]
+pub struct Flatten;
+
+/// One layer of a [`Network`].
+#[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Layer {
+    /// Conv2D + activation.
+    Conv2d(ConvBlock),
+    /// SeparableConv2D + activation.
+    SeparableConv2d(SeparableBlock),
+    /// Max-Feature-Map.
+    MaxFeatureMap(MaxFeatureMap),
+    /// Max pooling.
+    MaxPool2d(MaxPooling2d),
+    /// Batch normalization.
+    BatchNorm(BatchNormalization),
+    /// Dropout.
+    Dropout(Dropout),
+    /// Flatten.
+    Flatten(Flatten),
+    /// Global average pooling.
+    GlobalAvgPool(GlobalAveragePooling2d),
+    /// Dense + activation.
+    Dense(DenseBlock),
+    /// Activation.
+    Activation(ActivationLayer),
+}
+
+impl Layer {
+    /// Applies the layer.
+    ///
+    /// # Shapes
+    /// As the layer's spec: image layers take and give `[N, C, H, W]`, dense layers `[N, D]`.
+    pub fn forward(&self, x: Features) -> Features {
+        match self {
+            Layer::Conv2d(b) => b.activation.forward(Features::Image(b.conv.forward(x.image()))),
+            Layer::SeparableConv2d(b) => {
+                b.activation.forward(Features::Image(b.conv.forward(x.image())))
+            }
+            Layer::MaxFeatureMap(m) => m.forward(x),
+            Layer::MaxPool2d(p) => Features::Image(p.forward(x.image())),
+            Layer::BatchNorm(bn) => bn.forward(x),
+            Layer::Dropout(d) => x.map(|t| d.forward(t), |t| d.forward(t)),
+            Layer::Flatten(_) => Features::Flat(x.flatten()),
+            Layer::GlobalAvgPool(g) => Features::Flat(g.forward(x.image())),
+            Layer::Dense(b) => b.activation.forward(Features::Flat(b.dense.forward(x.flatten()))),
+            Layer::Activation(a) => a.activation.forward(x),
+        }
+    }
+}
+
+/// A sequential network: the model zoo's common form.
+#[derive(Module, Debug)]
+pub struct Network {
+    /// The layers, index-aligned with `spec.layers`.
+    pub layers: Vec<Layer>,
+    /// The spec it was built from.
+    #[module(skip)]
+    pub spec: ModelSpec,
+    /// The model's final activation (softmax or sigmoid), which [`Network::forward_logits`]
+    /// leaves out so the loss can be computed stably from logits.
+    #[module(skip)]
+    pub output_activation: Activation,
+}
+
+impl Network {
+    /// Builds the network with Keras' initializers; checks the spec first.
+    pub fn new(spec: &ModelSpec, device: &Device) -> Result<Self, ModelError> {
+        let resolved = spec.resolve()?;
+        let last = resolved.len().saturating_sub(1);
+        let mut output_activation = Activation::Linear;
+        let mut layers = Vec::with_capacity(resolved.len());
+        for (i, r) in resolved.iter().enumerate() {
+            let in_c = match r.input {
+                Shape::Image { c, .. } => c,
+                Shape::Flat(n) => n,
+            };
+            // The final softmax/sigmoid is applied outside the graph (see `forward_logits`).
+            let head = |a: Activation| {
+                if i == last && matches!(a, Activation::Softmax | Activation::Sigmoid) {
+                    (Activation::Linear, a)
+                } else {
+                    (a, Activation::Linear)
+                }
+            };
+            let layer = match &r.spec.kind {
+                LayerKind::Conv2d { filters, kernel, strides, padding, activation } => {
+                    let (activation, out) = head(*activation);
+                    output_activation = out;
+                    Layer::Conv2d(ConvBlock {
+                        conv: Conv2dConfig::new(in_c, *filters, *kernel)
+                            .with_strides(*strides)
+                            .with_padding(*padding)
+                            .init(device),
+                        activation,
+                    })
+                }
+                LayerKind::SeparableConv2d { filters, kernel, padding, activation } => {
+                    let (activation, out) = head(*activation);
+                    output_activation = out;
+                    Layer::SeparableConv2d(SeparableBlock {
+                        conv: SeparableConv2dConfig::new(in_c, *filters, *kernel)
+                            .with_padding(*padding)
+                            .init(device),
+                        activation,
+                    })
+                }
+                LayerKind::MaxFeatureMap => Layer::MaxFeatureMap(MaxFeatureMap),
+                LayerKind::MaxPool2d { pool, strides, padding } => Layer::MaxPool2d(
+                    MaxPooling2dConfig::new(*pool)
+                        .with_strides(Some(*strides))
+                        .with_padding(*padding)
+                        .init(),
+                ),
+                LayerKind::BatchNorm => {
+                    Layer::BatchNorm(BatchNormalizationConfig::new(in_c).init(device))
+                }
+                LayerKind::Dropout { rate } => Layer::Dropout(DropoutConfig::new(*rate).init()),
+                LayerKind::Flatten => Layer::Flatten(Flatten),
+                LayerKind::GlobalAvgPool => Layer::GlobalAvgPool(GlobalAveragePooling2d),
+                LayerKind::Dense { units, activation } => {
+                    let (activation, out) = head(*activation);
+                    output_activation = out;
+                    let in_features = r.input.numel();
+                    Layer::Dense(DenseBlock {
+                        dense: DenseConfig::new(in_features, *units).init(device),
+                        activation,
+                    })
+                }
+                LayerKind::Activation { activation } => {
+                    let (activation, out) = head(*activation);
+                    output_activation = out;
+                    Layer::Activation(ActivationLayer { activation })
+                }
+            };
+            if i != last {
+                output_activation = Activation::Linear;
+            }
+            layers.push(layer);
+        }
+        Ok(Network { layers, spec: spec.clone(), output_activation })
+    }
+
+    /// The forward pass up to, not including, the final softmax or sigmoid.
+    ///
+    /// # Shapes
+    /// - input: `[N, C, H, W]` (the spec's input, channels first)
+    /// - output: `[N, classes]` logits (or the last feature map, flattened, for a model without
+    ///   its top)
+    pub fn forward_logits(&self, x: Tensor<4>) -> Tensor<2> {
+        self.layers.iter().fold(Features::Image(x), |x, layer| layer.forward(x)).flatten()
+    }
+
+    /// The forward pass with the final activation: class probabilities.
+    ///
+    /// # Shapes
+    /// - input: `[N, C, H, W]`
+    /// - output: `[N, classes]`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.output_activation.forward(Features::Flat(self.forward_logits(x))).flat()
+    }
+}

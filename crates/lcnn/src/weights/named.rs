@@ -1,0 +1,210 @@
+//! The mapping between a network's parameters and stable names `{layer}.{param}`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::module::{Param, RunningState};
+use burn::tensor::{Tensor, TensorData};
+
+use crate::models::{Layer, Network};
+
+use super::WeightsError;
+
+/// A tensor with its name, shape and values (row-major, f32).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedTensor {
+    /// `{layer}.{param}`.
+    pub name: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Values, row-major.
+    pub data: Vec<f32>,
+}
+
+enum Slot<'a> {
+    P1(&'a mut Param<Tensor<1>>),
+    P2(&'a mut Param<Tensor<2>>),
+    P4(&'a mut Param<Tensor<4>>),
+    Running(&'a RunningState<Tensor<1>>),
+}
+
+impl Slot<'_> {
+    fn read(&self) -> (Vec<usize>, Vec<f32>) {
+        let data = match self {
+            Slot::P1(p) => p.val().into_data(),
+            Slot::P2(p) => p.val().into_data(),
+            Slot::P4(p) => p.val().into_data(),
+            Slot::Running(r) => r.value_sync().into_data(),
+        };
+        let shape = data.shape().to_vec();
+        (shape, data.convert::<f32>().try_to_vec::<f32>().unwrap_or_default())
+    }
+
+    fn write(&mut self, data: Vec<f32>, shape: &[usize]) {
+        let device = match self {
+            Slot::P1(p) => p.lazy_device(),
+            Slot::P2(p) => p.lazy_device(),
+            Slot::P4(p) => p.lazy_device(),
+            Slot::Running(r) => r.value_sync().device(),
+        };
+        let data = TensorData::new(data, shape.to_vec());
+        match self {
+            Slot::P1(p) => replace(p, Tensor::from_data(data, &device)),
+            Slot::P2(p) => replace(p, Tensor::from_data(data, &device)),
+            Slot::P4(p) => replace(p, Tensor::from_data(data, &device)),
+            Slot::Running(r) => {
+                r.update(Tensor::from_data(data, &device));
+                // Fold the per-thread update into the value inference reads.
+                let _ = r.value_sync();
+            }
+        }
+    }
+}
+
+/// Replaces a parameter's value, keeping its id (optimizer state is keyed by it) and whether it
+/// requires gradients.
+fn replace<const D: usize>(p: &mut Param<Tensor<D>>, value: Tensor<D>) {
+    let old = std::mem::replace(p, Param::from_tensor(value.clone()));
+    let require_grad = old.val().is_require_grad();
+    *p = old.map(|_| if require_grad { value.require_grad() } else { value });
+}
+
+fn conv<'a>(c: &'a mut burn::nn::conv::Conv2d, w: &'static str, b: &'static str) -> Vec<(&'static str, Slot<'a>)> {
+    let mut v = vec![(w, Slot::P4(&mut c.weight))];
+    if let Some(bias) = c.bias.as_mut() {
+        v.push((b, Slot::P1(bias)));
+    }
+    v
+}
+
+fn slots(layer: &mut Layer) -> Vec<(&'static str, Slot<'_>)> {
+    match layer {
+        Layer::Conv2d(b) => conv(&mut b.conv.conv, "weight", "bias"),
+        Layer::SeparableConv2d(b) => {
+            let mut v = conv(&mut b.conv.depthwise, "depthwise.weight", "depthwise.bias");
+            v.extend(conv(&mut b.conv.pointwise, "pointwise.weight", "pointwise.bias"));
+            v
+        }
+        Layer::Dense(b) => {
+            let l = &mut b.dense.linear;
+            let mut v = vec![("weight", Slot::P2(&mut l.weight))];
+            if let Some(bias) = l.bias.as_mut() {
+                v.push(("bias", Slot::P1(bias)));
+            }
+            v
+        }
+        Layer::BatchNorm(bn) => {
+            let bn = &mut bn.bn;
+            vec![
+                ("gamma", Slot::P1(&mut bn.gamma)),
+                ("beta", Slot::P1(&mut bn.beta)),
+                ("running_mean", Slot::Running(&bn.running_mean)),
+                ("running_var", Slot::Running(&bn.running_var)),
+            ]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Every parameter (and BatchNorm moving statistic) of the network, in layer order, named
+/// `{layer}.{param}`.
+pub fn export(network: &Network) -> Vec<NamedTensor> {
+    let mut net = network.clone();
+    let names: Vec<String> = net.spec.layers.iter().map(|l| l.name.clone()).collect();
+    let mut out = Vec::new();
+    for (layer, lname) in net.layers.iter_mut().zip(&names) {
+        for (pname, slot) in slots(layer) {
+            let (shape, data) = slot.read();
+            out.push(NamedTensor { name: format!("{lname}.{pname}"), shape, data });
+        }
+    }
+    out
+}
+
+/// Loads `tensors` into the network by name. Every parameter must be present with the model's
+/// shape; with `strict`, tensors the model has no place for are an error too. `file` names the
+/// source in errors.
+pub fn import(
+    mut network: Network,
+    tensors: Vec<NamedTensor>,
+    strict: bool,
+    file: &Path,
+) -> Result<Network, WeightsError> {
+    let mut by_name: BTreeMap<String, NamedTensor> =
+        tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
+    let names: Vec<String> = network.spec.layers.iter().map(|l| l.name.clone()).collect();
+    for (layer, lname) in network.layers.iter_mut().zip(&names) {
+        for (pname, mut slot) in slots(layer) {
+            let key = format!("{lname}.{pname}");
+            let (expected, _) = slot.read();
+            let t = by_name.remove(&key).ok_or_else(|| WeightsError::Missing {
+                file: file.to_path_buf(),
+                name: key.clone(),
+                expected: expected.clone(),
+            })?;
+            if t.shape != expected || t.data.len() != expected.iter().product::<usize>() {
+                return Err(WeightsError::Shape {
+                    file: file.to_path_buf(),
+                    name: key,
+                    found: t.shape,
+                    expected,
+                });
+            }
+            slot.write(t.data, &t.shape);
+        }
+    }
+    if strict && !by_name.is_empty() {
+        return Err(WeightsError::Unexpected {
+            file: file.to_path_buf(),
+            names: by_name.into_keys().collect::<Vec<_>>().join(", "),
+        });
+    }
+    Ok(network)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::{ModelConfig, ModelName};
+    use burn::tensor::Device;
+
+    fn lcnn(device: &Device) -> Network {
+        let spec = ModelConfig::new(ModelName::Lcnn, ModelName::Lcnn.default_input(), 10).spec().unwrap();
+        Network::new(&spec, device).unwrap()
+    }
+
+    #[test]
+    fn export_names_and_counts() {
+        let net = lcnn(&Device::flex());
+        let t = export(&net);
+        assert_eq!(t[0].name, "conv1.weight");
+        assert_eq!(t[0].shape, vec![64, 1, 5, 5]);
+        assert!(t.iter().any(|t| t.name == "bn_fc1.running_var"));
+        assert_eq!(t.iter().map(|t| t.data.len()).sum::<usize>(), 164_938);
+    }
+
+    #[test]
+    fn roundtrip_and_errors_name_the_tensor() {
+        let device = Device::flex();
+        let a = lcnn(&device);
+        let b = lcnn(&device);
+        let ta = export(&a);
+        let b = import(b, ta.clone(), true, Path::new("x.safetensors")).unwrap();
+        assert_eq!(export(&b), ta);
+
+        let mut missing = ta.clone();
+        missing.retain(|t| t.name != "conv2.bias");
+        let err = import(lcnn(&device), missing, true, Path::new("x")).unwrap_err().to_string();
+        assert!(err.contains("conv2.bias") && err.contains("[96]"), "{err}");
+
+        let mut bad = ta.clone();
+        bad[0].shape = vec![64, 25];
+        let err = import(lcnn(&device), bad, true, Path::new("x")).unwrap_err().to_string();
+        assert!(err.contains("conv1.weight"), "{err}");
+
+        let mut extra = ta;
+        extra.push(NamedTensor { name: "head.weight".into(), shape: vec![1], data: vec![0.0] });
+        assert!(import(lcnn(&device), extra.clone(), true, Path::new("x")).is_err());
+        assert!(import(lcnn(&device), extra, false, Path::new("x")).is_ok());
+    }
+}

@@ -1,0 +1,121 @@
+//! lcnn checkpoints as [safetensors](https://huggingface.co/docs/safetensors): every parameter
+//! under its stable name, f32, plus a `__metadata__` map (the model spec as JSON, and whatever
+//! the caller adds). Writes are atomic.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use super::{NamedTensor, WeightsError};
+use crate::util::write_atomic;
+
+/// Serializes tensors and metadata to safetensors bytes.
+pub fn to_bytes(tensors: &[NamedTensor], metadata: HashMap<String, String>) -> Result<Vec<u8>, WeightsError> {
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape.clone()))
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(name, data, shape)| {
+            TensorView::new(Dtype::F32, shape.clone(), data)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| WeightsError::Format { file: name.into(), reason: e.to_string() })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    safetensors::serialize(views, Some(metadata))
+        .map_err(|e| WeightsError::Format { file: "<memory>".into(), reason: e.to_string() })
+}
+
+/// Writes a checkpoint atomically.
+pub fn save(path: &Path, tensors: &[NamedTensor], metadata: HashMap<String, String>) -> Result<(), WeightsError> {
+    let bytes = to_bytes(tensors, metadata)?;
+    write_atomic(path, &bytes).map_err(|source| WeightsError::Io { file: path.to_path_buf(), source })
+}
+
+/// Reads every tensor of a safetensors file (f32, f64, f16 and bf16 are converted to f32) and
+/// its metadata.
+pub fn load(path: &Path) -> Result<(Vec<NamedTensor>, HashMap<String, String>), WeightsError> {
+    let bytes = std::fs::read(path).map_err(|source| WeightsError::Io { file: path.to_path_buf(), source })?;
+    let format = |reason: String| WeightsError::Format { file: path.to_path_buf(), reason };
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| format(format!("not a safetensors file: {e}")))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| format(format!("not a safetensors file: {e}")))?;
+    let mut out = Vec::new();
+    let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
+    names.sort();
+    for name in names {
+        let view = st.tensor(&name).map_err(|e| format(format!("tensor `{name}`: {e}")))?;
+        let raw = view.data();
+        let data: Vec<f32> = match view.dtype() {
+            Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            Dtype::F64 => raw
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
+                .collect(),
+            Dtype::F16 => raw.chunks_exact(2).map(|b| half_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect(),
+            Dtype::BF16 => raw.chunks_exact(2).map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)).collect(),
+            other => return Err(format(format!("tensor `{name}` has dtype {other:?}, expected a float type"))),
+        };
+        out.push(NamedTensor { name, shape: view.shape().to_vec(), data });
+    }
+    Ok((out, metadata))
+}
+
+fn half_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) as u32) << 31;
+    let exp = ((h >> 10) & 0x1f) as i32;
+    let frac = (h & 0x3ff) as u32;
+    let bits = match exp {
+        0 if frac == 0 => sign,
+        0 => {
+            // Subnormal: value = frac * 2^-24.
+            let v = frac as f32 * 2f32.powi(-24);
+            return if sign != 0 { -v } else { v };
+        }
+        0x1f => sign | 0x7f80_0000 | (frac << 13),
+        e => sign | (((e - 15 + 127) as u32) << 23) | (frac << 13),
+    };
+    f32::from_bits(bits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_with_metadata() {
+        let dir = std::env::temp_dir().join(format!("lcnn-st-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("w.safetensors");
+        let t = vec![
+            NamedTensor { name: "a.weight".into(), shape: vec![2, 2], data: vec![1.0, -2.0, 3.5, 0.0] },
+            NamedTensor { name: "b.bias".into(), shape: vec![1], data: vec![7.0] },
+        ];
+        let meta = HashMap::from([("model".to_string(), "lcnn".to_string())]);
+        save(&p, &t, meta.clone()).unwrap();
+        let (back, m) = load(&p).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(m, meta);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error() {
+        let dir = std::env::temp_dir().join(format!("lcnn-st-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("bad.safetensors");
+        std::fs::write(&p, b"this is not a tensor file").unwrap();
+        let err = load(&p).unwrap_err().to_string();
+        assert!(err.contains("bad.safetensors") && err.contains("not a safetensors file"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn half_conversion() {
+        assert_eq!(half_to_f32(0x3c00), 1.0);
+        assert_eq!(half_to_f32(0xc000), -2.0);
+        assert_eq!(half_to_f32(0x0000), 0.0);
+    }
+}

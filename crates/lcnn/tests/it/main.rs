@@ -1,0 +1,2 @@
+//! lcnn's one integration-test binary, over tiny real data.
+mod golden;
