@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod data_cmd;
 mod summary_cmd;
+mod train_cmd;
 
 /// Light convolutional neural networks (LCNN, All-CNN-C, separable CNNs, VGG16) in Rust.
 #[derive(Parser, Debug)]
@@ -18,18 +20,34 @@ struct Cli {
 enum Command {
     /// Print a model's layers, output shapes and parameter counts, as Keras' model.summary().
     Summary(summary_cmd::SummaryArgs),
+    /// Train a model (default: LCNN on MNIST, the seeds' recipe) into a run folder.
+    Train(Box<train_cmd::TrainArgs>),
+    /// Evaluate a trained run: prints test_loss and test_accuracy.
+    Eval(train_cmd::EvalArgs),
+    /// Class probabilities of image files with a trained run.
+    Predict(train_cmd::PredictArgs),
+    /// Inspect datasets.
+    Data(data_cmd::DataArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Summary(args) => summary_cmd::run(args),
+        Command::Train(args) => train_cmd::run_train(*args),
+        Command::Eval(args) => train_cmd::run_eval(args),
+        Command::Predict(args) => train_cmd::run_predict(args),
+        Command::Data(args) => data_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::from(2)
+            // 2 for bad arguments or input (as clap), 1 for a failure during training.
+            let training_failure = err
+                .downcast_ref::<lcnn::train::TrainError>()
+                .is_some_and(|e| matches!(e, lcnn::train::TrainError::NonFiniteLoss { .. }));
+            ExitCode::from(if training_failure { 1 } else { 2 })
         }
     }
 }

@@ -28,7 +28,12 @@ pub fn run(args: SummaryArgs) -> Result<()> {
         Some(s) => parse_input_shape(s)?,
         None => name.default_input(),
     };
-    let config = ModelConfig { name, input, classes: args.classes, include_top: !args.no_top };
+    let config = ModelConfig {
+        name,
+        input,
+        classes: args.classes,
+        include_top: !args.no_top,
+    };
     print!("{}", summary(&config.spec()?, &[])?);
     Ok(())
 }

@@ -5,5 +5,6 @@ pub mod callbacks;
 pub mod data;
 pub mod layers;
 pub mod models;
+pub mod train;
 pub mod util;
 pub mod weights;

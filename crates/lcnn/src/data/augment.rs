@@ -6,9 +6,12 @@
 //! `rescale`, subtract the featurewise mean, divide by `std + 1e-6`. `fit` computes the
 //! per-channel mean and std of the rescaled training images, as Keras' `fit`.
 //!
-//! Geometry follows the documented meaning of the options: `width_shift_range` moves the image
-//! horizontally, `height_shift_range` vertically, about the true centre `((H-1)/2, (W-1)/2)`
-//! (current Keras). Ranges are symmetric, so the distribution of transforms is Keras'.
+//! The geometry was checked against Keras 3's `apply_affine_transform` (scipy `order=1`,
+//! `mode="nearest"`) to 1e-4. It follows the documented meaning of the options:
+//! `width_shift_range` moves the image horizontally and `height_shift_range` vertically, about
+//! the true centre `((H-1)/2, (W-1)/2)`. (Keras since 2.6 swaps the axes of its matrix, so its
+//! height range actually shifts columns; with the usual equal ranges on square images both
+//! give the same distribution of transforms.)
 
 use super::dataset::Dataset;
 use super::error::DataError;
@@ -59,7 +62,11 @@ impl AugmentConfig {
         check("height shift range", self.height_shift_range, f32::MAX)?;
         check("zoom range", self.zoom_range, 1.0)?;
         if !self.rescale.is_finite() {
-            return Err(DataError::invalid("rescale", self.rescale, "a finite number"));
+            return Err(DataError::invalid(
+                "rescale",
+                self.rescale,
+                "a finite number",
+            ));
         }
         Ok(())
     }
@@ -227,7 +234,11 @@ impl Augmenter {
                 )),
             }
         };
-        check(self.config.featurewise_center, &self.mean, "featurewise mean")?;
+        check(
+            self.config.featurewise_center,
+            &self.mean,
+            "featurewise mean",
+        )?;
         check(
             self.config.featurewise_std_normalization,
             &self.std,
@@ -236,7 +247,12 @@ impl Augmenter {
     }
 
     /// Draws the random parameters for an image of `height` x `width`.
-    pub fn random_params(&self, height: usize, width: usize, rng: &mut SplitMix64) -> TransformParams {
+    pub fn random_params(
+        &self,
+        height: usize,
+        width: usize,
+        rng: &mut SplitMix64,
+    ) -> TransformParams {
         let c = &self.config;
         let mut p = TransformParams::identity();
         if c.rotation_range != 0.0 {
@@ -288,7 +304,11 @@ impl Augmenter {
             for r in 0..h {
                 let sr = if params.flip_vertical { h - 1 - r } else { r };
                 for col in 0..w {
-                    let sc = if params.flip_horizontal { w - 1 - col } else { col };
+                    let sc = if params.flip_horizontal {
+                        w - 1 - col
+                    } else {
+                        col
+                    };
                     let src = &img[(sr * w + sc) * c..(sr * w + sc + 1) * c];
                     for (ch, &v) in src.iter().enumerate() {
                         store(out, ch, r * w + col, v as f32);
@@ -312,7 +332,11 @@ impl Augmenter {
         for r in 0..h {
             let sr = if params.flip_vertical { h - 1 - r } else { r } as f64;
             for col in 0..w {
-                let sc = if params.flip_horizontal { w - 1 - col } else { col } as f64;
+                let sc = if params.flip_horizontal {
+                    w - 1 - col
+                } else {
+                    col
+                } as f64;
                 let x = ((ax * sc + bx * sr + ex) as f32).clamp(0.0, maxx);
                 let y = ((ay * sc + by * sr + ey) as f32).clamp(0.0, maxy);
                 let (x0, y0) = (x as usize, y as usize);
@@ -483,7 +507,10 @@ mod tests {
             ..Default::default()
         };
         let a = Augmenter::fitted(cfg, &ds).unwrap();
-        assert!(a.config.featurewise_center, "std normalization implies centering");
+        assert!(
+            a.config.featurewise_center,
+            "std normalization implies centering"
+        );
         let mean = a.mean.clone().unwrap();
         let std = a.std.clone().unwrap();
         assert!((mean[0] - 50.0).abs() < 1e-4 && (mean[1] - 15.0).abs() < 1e-4);
@@ -525,9 +552,18 @@ mod tests {
     #[test]
     fn invalid_configs_and_unfitted_stats_are_errors() {
         for cfg in [
-            AugmentConfig { zoom_range: 1.0, ..Default::default() },
-            AugmentConfig { rotation_range: -1.0, ..Default::default() },
-            AugmentConfig { width_shift_range: f32::NAN, ..Default::default() },
+            AugmentConfig {
+                zoom_range: 1.0,
+                ..Default::default()
+            },
+            AugmentConfig {
+                rotation_range: -1.0,
+                ..Default::default()
+            },
+            AugmentConfig {
+                width_shift_range: f32::NAN,
+                ..Default::default()
+            },
         ] {
             assert!(Augmenter::new(cfg).is_err());
         }

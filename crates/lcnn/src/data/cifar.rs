@@ -53,7 +53,7 @@ pub fn validate(bytes: &[u8]) -> Result<usize, CifarError> {
     if bytes.is_empty() {
         return Err(CifarError::Empty);
     }
-    if bytes.len() % RECORD_BYTES != 0 {
+    if !bytes.len().is_multiple_of(RECORD_BYTES) {
         return Err(CifarError::Length { len: bytes.len() });
     }
     for (record, rec) in bytes.chunks_exact(RECORD_BYTES).enumerate() {
@@ -120,7 +120,10 @@ mod tests {
         assert_eq!(images.len(), IMAGE_BYTES);
         // pixel (row 1, col 2): plane index 34
         let p = 34;
-        assert_eq!(&images[3 * p..3 * p + 3], &[rec[1 + p], rec[1 + PLANE + p], rec[1 + 2 * PLANE + p]]);
+        assert_eq!(
+            &images[3 * p..3 * p + 3],
+            &[rec[1 + p], rec[1 + PLANE + p], rec[1 + 2 * PLANE + p]]
+        );
     }
 
     #[test]
@@ -133,6 +136,12 @@ mod tests {
             Err(CifarError::Length { .. })
         ));
         two[RECORD_BYTES] = 10;
-        assert_eq!(parse(&two), Err(CifarError::Label { record: 1, label: 10 }));
+        assert_eq!(
+            parse(&two),
+            Err(CifarError::Label {
+                record: 1,
+                label: 10
+            })
+        );
     }
 }

@@ -242,8 +242,20 @@ mod tests {
 
     #[test]
     fn new_rejects_inconsistent_data() {
-        assert!(Dataset::new(vec![0; 3], vec![0, 1], (1, 2, 1), vec!["a".into(), "b".into()]).is_err());
-        assert!(Dataset::new(vec![0; 4], vec![0, 2], (1, 2, 1), vec!["a".into(), "b".into()]).is_err());
+        assert!(Dataset::new(
+            vec![0; 3],
+            vec![0, 1],
+            (1, 2, 1),
+            vec!["a".into(), "b".into()]
+        )
+        .is_err());
+        assert!(Dataset::new(
+            vec![0; 4],
+            vec![0, 2],
+            (1, 2, 1),
+            vec!["a".into(), "b".into()]
+        )
+        .is_err());
         assert!(Dataset::new(vec![], vec![], (0, 2, 1), vec![]).is_err());
     }
 

@@ -206,8 +206,12 @@ mod tests {
     fn checksum_mismatch_keeps_nothing() {
         let dir = temp_dir("bad");
         let dest = dir.join("f.bin");
-        let e = download(&serve_once(b"tampered".to_vec()), &dest, "00000000000000000000000000000000")
-            .unwrap_err();
+        let e = download(
+            &serve_once(b"tampered".to_vec()),
+            &dest,
+            "00000000000000000000000000000000",
+        )
+        .unwrap_err();
         assert!(matches!(e, DataError::Checksum { .. }), "{e}");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
         std::fs::remove_dir_all(&dir).unwrap();
@@ -217,12 +221,19 @@ mod tests {
     fn unreachable_server_names_file_url_and_folder() {
         let dir = temp_dir("unreachable");
         // A port nobody listens on: bind, read the port, close.
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let url = format!("http://127.0.0.1:{port}/x.gz");
         let e = download(&url, &dir.join("x.gz"), "00").unwrap_err();
         let msg = e.to_string();
         assert!(matches!(e, DataError::Download { .. }), "{msg}");
-        assert!(msg.contains(&url) && msg.contains("x.gz") && msg.contains(&*dir.to_string_lossy()), "{msg}");
+        assert!(
+            msg.contains(&url) && msg.contains("x.gz") && msg.contains(&*dir.to_string_lossy()),
+            "{msg}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -236,7 +247,10 @@ mod tests {
         };
         let e = ensure(&dir, &remote, true).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("https://example.invalid/a.gz") && msg.contains("a.gz"), "{msg}");
+        assert!(
+            msg.contains("https://example.invalid/a.gz") && msg.contains("a.gz"),
+            "{msg}"
+        );
         std::fs::write(dir.join("a.gz"), b"x").unwrap();
         assert_eq!(ensure(&dir, &remote, true).unwrap(), dir.join("a.gz"));
         std::fs::remove_dir_all(&dir).unwrap();

@@ -69,9 +69,12 @@ pub fn load(root: &Path, opts: &FolderOptions) -> Result<Splits, DataError> {
     })
 }
 
+/// Class names, and every image file with its class index.
+pub type Scan = (Vec<String>, Vec<(PathBuf, u32)>);
+
 /// The sorted class folders of `split_dir` and every image file with its class index.
 /// Hidden folders (name starting with `.`) are not classes.
-pub fn scan(split_dir: &Path) -> Result<(Vec<String>, Vec<(PathBuf, u32)>), DataError> {
+pub fn scan(split_dir: &Path) -> Result<Scan, DataError> {
     let mut classes: Vec<(String, PathBuf)> = Vec::new();
     for entry in std::fs::read_dir(split_dir).map_err(|e| DataError::io(split_dir, e))? {
         let entry = entry.map_err(|e| DataError::io(split_dir, e))?;
@@ -111,7 +114,9 @@ fn walk(dir: &Path, out: &mut Vec<(String, String)>) -> Result<(), DataError> {
     let root = dir.to_string_lossy().into_owned();
     for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
         let entry = entry.map_err(|e| DataError::io(dir, e))?;
-        let kind = entry.file_type().map_err(|e| DataError::io(entry.path(), e))?;
+        let kind = entry
+            .file_type()
+            .map_err(|e| DataError::io(entry.path(), e))?;
         let path = entry.path();
         if kind.is_dir() {
             walk(&path, out)?;
@@ -143,7 +148,14 @@ fn decode_all(
     let (h, w) = match opts.target_size.or(expected) {
         Some(size) => size,
         None => {
-            let (_, h, w) = decode_file(&files[0].0, opts.color_mode)?;
+            let Some((first, _)) = files.first() else {
+                return Err(DataError::invalid(
+                    "image list",
+                    "empty",
+                    "at least one image",
+                ));
+            };
+            let (_, h, w) = decode_file(first, opts.color_mode)?;
             (h, w)
         }
     };
@@ -161,9 +173,7 @@ fn decode_all(
         .zip(files.par_iter())
         .enumerate()
         .filter_map(|(i, (out, (path, _)))| {
-            decode_into(path, opts, (h, w), out)
-                .err()
-                .map(|e| (i, e))
+            decode_into(path, opts, (h, w), out).err().map(|e| (i, e))
         })
         .min_by_key(|(i, _)| *i);
     if let Some((_, e)) = first_error {
@@ -219,11 +229,17 @@ pub fn decode_bytes(bytes: &[u8], color: ColorMode) -> Result<(Vec<u8>, usize, u
     }
     let format = image::guess_format(bytes)
         .map_err(|_| "the content is not a JPEG, PNG or BMP image".to_string())?;
-    if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::Bmp) {
+    if !matches!(
+        format,
+        ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::Bmp
+    ) {
         return Err(format!("{format:?} images are not supported"));
     }
     if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
-        return Err("the JPEG data is truncated or corrupt (no end-of-image marker after the image data)".into());
+        return Err(
+            "the JPEG data is truncated or corrupt (no end-of-image marker after the image data)"
+                .into(),
+        );
     }
     let img = image::load_from_memory_with_format(bytes, format).map_err(|e| e.to_string())?;
     let (w, h) = (img.width() as usize, img.height() as usize);
@@ -262,9 +278,9 @@ fn jpeg_is_complete(b: &[u8]) -> bool {
         }
         let marker = b[i + 1];
         match marker {
-            0xFF => i += 1,                              // fill byte
-            0x01 | 0xD0..=0xD8 => i += 2,                // markers without a length
-            0xD9 => return false,                        // EOI before any scan
+            0xFF => i += 1,               // fill byte
+            0x01 | 0xD0..=0xD8 => i += 2, // markers without a length
+            0xD9 => return false,         // EOI before any scan
             _ => {
                 let len = u16::from_be_bytes([b[i + 2], b[i + 3]]) as usize;
                 if marker == 0xDA {
@@ -296,7 +312,9 @@ mod tests {
 
     #[test]
     fn text_and_empty_files_are_not_images() {
-        assert!(decode_bytes(b"", ColorMode::Rgb).unwrap_err().contains("empty"));
+        assert!(decode_bytes(b"", ColorMode::Rgb)
+            .unwrap_err()
+            .contains("empty"));
         assert!(decode_bytes(b"hello, I am text", ColorMode::Rgb)
             .unwrap_err()
             .contains("not a JPEG"));
@@ -305,7 +323,8 @@ mod tests {
     #[test]
     fn png_roundtrip_in_both_colour_modes() {
         let mut png = Vec::new();
-        let img = image::RgbImage::from_fn(3, 2, |x, y| image::Rgb([x as u8 * 80, y as u8 * 100, 7]));
+        let img =
+            image::RgbImage::from_fn(3, 2, |x, y| image::Rgb([x as u8 * 80, y as u8 * 100, 7]));
         img.write_to(&mut std::io::Cursor::new(&mut png), ImageFormat::Png)
             .unwrap();
         let (rgb, h, w) = decode_bytes(&png, ColorMode::Rgb).unwrap();
@@ -320,14 +339,18 @@ mod tests {
     #[test]
     fn truncated_jpegs_are_refused() {
         let mut jpg = Vec::new();
-        let img = image::RgbImage::from_fn(16, 16, |x, y| image::Rgb([x as u8 * 16, y as u8 * 16, 99]));
+        let img =
+            image::RgbImage::from_fn(16, 16, |x, y| image::Rgb([x as u8 * 16, y as u8 * 16, 99]));
         img.write_to(&mut std::io::Cursor::new(&mut jpg), ImageFormat::Jpeg)
             .unwrap();
         assert!(jpeg_is_complete(&jpg));
         assert!(decode_bytes(&jpg, ColorMode::Rgb).is_ok());
         let mut padded = jpg.clone();
         padded.extend_from_slice(&[0; 10]);
-        assert!(decode_bytes(&padded, ColorMode::Rgb).is_ok(), "padding after EOI is fine");
+        assert!(
+            decode_bytes(&padded, ColorMode::Rgb).is_ok(),
+            "padding after EOI is fine"
+        );
         for cut in [2, 10, jpg.len() / 2] {
             let e = decode_bytes(&jpg[..jpg.len() - cut], ColorMode::Rgb).unwrap_err();
             assert!(e.contains("truncated"), "{cut}: {e}");

@@ -1,6 +1,11 @@
 //! Pixel operations that Keras' `load_img` delegates to Pillow, reimplemented to give the same
 //! bytes: colour conversion (`convert("L")` / `convert("RGB")`) and resizing with Pillow's
 //! nearest and bilinear filters. Images are u8, HWC.
+//!
+//! Checked byte for byte against Pillow on random images (1 and 3 channels, shrinking and
+//! growing). Bilinear runs the horizontal pass first, as Pillow up to 12 always does; Pillow 13
+//! runs the vertical pass first when the height shrinks while the width grows, which moves
+//! some pixels by one grey level in that case only.
 
 use std::fmt;
 use std::str::FromStr;
@@ -23,7 +28,11 @@ impl FromStr for Interpolation {
         match s.trim().to_ascii_lowercase().as_str() {
             "nearest" => Ok(Interpolation::Nearest),
             "bilinear" => Ok(Interpolation::Bilinear),
-            _ => Err(DataError::invalid("interpolation", s, "nearest or bilinear")),
+            _ => Err(DataError::invalid(
+                "interpolation",
+                s,
+                "nearest or bilinear",
+            )),
         }
     }
 }
@@ -205,7 +214,12 @@ fn clip8(v: i32) -> u8 {
     (v >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
-fn bilinear(src: &[u8], (h, w, c): (usize, usize, usize), (dh, dw): (usize, usize), out: &mut [u8]) {
+fn bilinear(
+    src: &[u8],
+    (h, w, c): (usize, usize, usize),
+    (dh, dw): (usize, usize),
+    out: &mut [u8],
+) {
     // Horizontal pass (when the width changes), then vertical pass, 8-bit in between: as Pillow.
     let horizontal;
     let (mid, mid_w): (&[u8], usize) = if w != dw {
@@ -291,9 +305,15 @@ mod tests {
     #[test]
     fn parse_modes() {
         assert_eq!("RGB".parse::<ColorMode>().unwrap(), ColorMode::Rgb);
-        assert_eq!("grayscale".parse::<ColorMode>().unwrap(), ColorMode::Grayscale);
+        assert_eq!(
+            "grayscale".parse::<ColorMode>().unwrap(),
+            ColorMode::Grayscale
+        );
         assert!("cmyk".parse::<ColorMode>().is_err());
-        assert_eq!("bilinear".parse::<Interpolation>().unwrap(), Interpolation::Bilinear);
+        assert_eq!(
+            "bilinear".parse::<Interpolation>().unwrap(),
+            Interpolation::Bilinear
+        );
         assert!("cubic".parse::<Interpolation>().is_err());
     }
 }

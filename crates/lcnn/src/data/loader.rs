@@ -236,10 +236,14 @@ mod tests {
         let ds = toy(10);
         let mut cfg = LoaderConfig::training(4, 7, 0);
         cfg.augment = false;
-        let loader = BatchLoader::new(ds.clone(), Arc::new(Augmenter::rescale_only(0.0)), cfg).unwrap();
+        let loader =
+            BatchLoader::new(ds.clone(), Arc::new(Augmenter::rescale_only(0.0)), cfg).unwrap();
         assert_eq!(loader.num_batches(), 3);
         let batches: Vec<Batch> = loader.collect();
-        assert_eq!(batches.iter().map(|b| b.len).collect::<Vec<_>>(), vec![4, 4, 2]);
+        assert_eq!(
+            batches.iter().map(|b| b.len).collect::<Vec<_>>(),
+            vec![4, 4, 2]
+        );
         let mut seen: Vec<usize> = batches.iter().flat_map(|b| b.indices.clone()).collect();
         assert_ne!(seen, (0..10).collect::<Vec<_>>(), "shuffled");
         seen.sort_unstable();
@@ -270,7 +274,9 @@ mod tests {
                 workers,
                 ..LoaderConfig::training(5, 11, epoch)
             };
-            BatchLoader::new(ds.clone(), aug.clone(), cfg).unwrap().collect::<Vec<_>>()
+            BatchLoader::new(ds.clone(), aug.clone(), cfg)
+                .unwrap()
+                .collect::<Vec<_>>()
         };
         let a = run(1, 3);
         assert_eq!(a, run(3, 3));
@@ -291,7 +297,12 @@ mod tests {
     #[test]
     fn rejects_zero_batch_and_unfitted_normalization() {
         let ds = toy(3);
-        assert!(BatchLoader::new(ds.clone(), Arc::new(Augmenter::rescale_only(1.0)), LoaderConfig::new(0)).is_err());
+        assert!(BatchLoader::new(
+            ds.clone(),
+            Arc::new(Augmenter::rescale_only(1.0)),
+            LoaderConfig::new(0)
+        )
+        .is_err());
         let aug = Augmenter::new(AugmentConfig {
             featurewise_center: true,
             ..Default::default()

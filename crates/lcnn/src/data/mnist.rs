@@ -208,7 +208,17 @@ mod tests {
         let e = from_idx_bytes(&images, p, &idx(1, &[3], &[0, 0, 0]), p).unwrap_err();
         assert!(matches!(e, DataError::CountMismatch { .. }), "{e}");
         let e = from_idx_bytes(&images, p, &idx(1, &[2], &[0, 10]), p).unwrap_err();
-        assert!(matches!(e, DataError::LabelOutOfRange { index: 1, label: 10, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                DataError::LabelOutOfRange {
+                    index: 1,
+                    label: 10,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod loader;
 pub mod mnist;
 pub mod rng;
 pub mod spec;
+pub mod synthetic;
 
 pub use augment::{AugmentConfig, Augmenter, TransformParams};
 pub use dataset::{Dataset, Splits};

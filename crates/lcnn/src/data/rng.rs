@@ -52,9 +52,9 @@ fn finalize(mut z: u64) -> u64 {
 
 /// Mixes several values into one well-spread seed (order matters).
 pub fn mix(parts: &[u64]) -> u64 {
-    parts
-        .iter()
-        .fold(0x6C63_6E6E_5F64_6174u64, |acc, &p| finalize(acc ^ finalize(p.wrapping_add(0x9E37_79B9_7F4A_7C15))))
+    parts.iter().fold(0x6C63_6E6E_5F64_6174u64, |acc, &p| {
+        finalize(acc ^ finalize(p.wrapping_add(0x9E37_79B9_7F4A_7C15)))
+    })
 }
 
 /// A permutation of `0..n` (Fisher-Yates) determined by `seed`.

@@ -109,10 +109,7 @@ impl fmt::Display for ClassMode {
 /// Parses a target size `HxW` (e.g. `150x150`), both sides in 1..=16384.
 pub fn parse_target_size(s: &str) -> Result<(usize, usize), DataError> {
     let bad = || DataError::invalid("target size", s, "HxW with positive sides, e.g. 150x150");
-    let (h, w) = s
-        .trim()
-        .split_once(['x', 'X'])
-        .ok_or_else(bad)?;
+    let (h, w) = s.trim().split_once(['x', 'X']).ok_or_else(bad)?;
     let side = |v: &str| {
         v.trim()
             .parse::<usize>()
@@ -248,7 +245,10 @@ mod tests {
     #[test]
     fn parses_dataset_specs() {
         assert_eq!("mnist".parse::<DatasetSpec>().unwrap(), DatasetSpec::Mnist);
-        assert_eq!("CIFAR10".parse::<DatasetSpec>().unwrap(), DatasetSpec::Cifar10);
+        assert_eq!(
+            "CIFAR10".parse::<DatasetSpec>().unwrap(),
+            DatasetSpec::Cifar10
+        );
         assert_eq!(
             "images:/a/b".parse::<DatasetSpec>().unwrap(),
             DatasetSpec::Images("/a/b".into())

@@ -64,7 +64,12 @@ mod tests {
         let device = Device::flex();
         let bn = BatchNormalizationConfig::new(2).init(&device);
         let x = Tensor::<2>::from_data(TensorData::from([[1.0f32, -2.0]]), &device);
-        let y = bn.forward(Features::Flat(x)).flat().into_data().try_to_vec::<f32>().unwrap();
+        let y = bn
+            .forward(Features::Flat(x))
+            .flat()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         let s = 1.0 / (1.0f32 + 1e-3).sqrt();
         assert!((y[0] - s).abs() < 1e-6 && (y[1] + 2.0 * s).abs() < 1e-6);
     }
@@ -75,7 +80,13 @@ mod tests {
         let bn = BatchNormalizationConfig::new(1).init(&device);
         let x = Tensor::<2>::from_data(TensorData::from([[1.0f32], [3.0]]), &device);
         let _ = bn.forward(Features::Flat(x));
-        let mean = bn.bn.running_mean.value_sync().into_data().try_to_vec::<f32>().unwrap();
+        let mean = bn
+            .bn
+            .running_mean
+            .value_sync()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         // moving = 0 * 0.99 + 2 * 0.01
         assert!((mean[0] - 0.02).abs() < 1e-6, "{mean:?}");
     }

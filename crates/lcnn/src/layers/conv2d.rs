@@ -73,7 +73,10 @@ mod tests {
     fn output_shape_same_and_valid() {
         let device = Device::flex();
         let x = Tensor::<4>::zeros([2, 3, 9, 9], &device);
-        let same = Conv2dConfig::new(3, 8, 3).with_padding(Padding::Same).with_strides(2).init(&device);
+        let same = Conv2dConfig::new(3, 8, 3)
+            .with_padding(Padding::Same)
+            .with_strides(2)
+            .init(&device);
         assert_eq!(same.forward(x.clone()).dims(), [2, 8, 5, 5]);
         let valid = Conv2dConfig::new(3, 4, 3).init(&device);
         assert_eq!(valid.forward(x).dims(), [2, 4, 7, 7]);
@@ -83,10 +86,24 @@ mod tests {
     fn bias_starts_at_zero_and_kernel_is_glorot_bounded() {
         let device = Device::flex();
         let conv = Conv2dConfig::new(4, 6, 3).init(&device);
-        let b = conv.conv.bias.as_ref().unwrap().val().into_data().try_to_vec::<f32>().unwrap();
+        let b = conv
+            .conv
+            .bias
+            .as_ref()
+            .unwrap()
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         assert!(b.iter().all(|v| *v == 0.0));
         let limit = (6.0f32 / ((4 * 9 + 6 * 9) as f32)).sqrt();
-        let w = conv.conv.weight.val().into_data().try_to_vec::<f32>().unwrap();
+        let w = conv
+            .conv
+            .weight
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         assert!(w.iter().all(|v| v.abs() <= limit));
         assert!(w.iter().any(|v| v.abs() > limit / 4.0));
     }

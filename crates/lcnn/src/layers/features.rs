@@ -39,7 +39,11 @@ impl Features {
     }
 
     /// Applies `f` to the tensor whatever its rank.
-    pub fn map(self, f4: impl FnOnce(Tensor<4>) -> Tensor<4>, f2: impl FnOnce(Tensor<2>) -> Tensor<2>) -> Self {
+    pub fn map(
+        self,
+        f4: impl FnOnce(Tensor<4>) -> Tensor<4>,
+        f2: impl FnOnce(Tensor<2>) -> Tensor<2>,
+    ) -> Self {
         match self {
             Features::Image(x) => Features::Image(f4(x)),
             Features::Flat(x) => Features::Flat(f2(x)),

@@ -21,7 +21,10 @@ use super::Features;
 /// If `C` is odd; model specs check this before building the network.
 pub fn max_feature_map<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let c = x.dims()[1];
-    assert!(c % 2 == 0, "Max-Feature-Map needs an even channel count, got {c}");
+    assert!(
+        c.is_multiple_of(2),
+        "Max-Feature-Map needs an even channel count, got {c}"
+    );
     let half = c / 2;
     let first = x.clone().narrow(1, 0, half);
     let second = x.narrow(1, half, half);
@@ -65,12 +68,18 @@ mod tests {
         let device = Device::flex();
         // [1, 4, 1, 2]: channels 0,1 compete with channels 2,3.
         let x = Tensor::<4>::from_data(
-            TensorData::new(vec![1.0f32, 5.0, -3.0, 0.0, 2.0, 4.0, -1.0, -7.0], [1, 4, 1, 2]),
+            TensorData::new(
+                vec![1.0f32, 5.0, -3.0, 0.0, 2.0, 4.0, -1.0, -7.0],
+                [1, 4, 1, 2],
+            ),
             &device,
         );
         let y = max_feature_map(x);
         assert_eq!(y.dims(), [1, 2, 1, 2]);
-        assert_eq!(y.into_data().try_to_vec::<f32>().unwrap(), vec![2.0, 5.0, -1.0, 0.0]);
+        assert_eq!(
+            y.into_data().try_to_vec::<f32>().unwrap(),
+            vec![2.0, 5.0, -1.0, 0.0]
+        );
     }
 
     #[test]
@@ -80,7 +89,12 @@ mod tests {
             .require_grad();
         let y = max_feature_map(x.clone()).sum();
         let grads = y.backward();
-        let g = x.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let g = x
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         assert_eq!(g, vec![0.0, 1.0, 1.0, 0.0]);
     }
 }

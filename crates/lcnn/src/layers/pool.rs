@@ -51,7 +51,11 @@ impl MaxPooling2d {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [_, _, h, w] = x.dims();
         let (k, s) = (self.pool_size, self.strides);
-        let padding = if self.same { Padding::Same } else { Padding::Valid };
+        let padding = if self.same {
+            Padding::Same
+        } else {
+            Padding::Valid
+        };
         let (top, bottom) = padding.pads(h, k, s);
         let (left, right) = padding.pads(w, k, s);
         // Burn pads max pooling with -inf, so padding never wins (TensorFlow's `same`).
@@ -88,26 +92,47 @@ mod tests {
         let x = Tensor::<4>::from_data(TensorData::new(x, [1, 1, 3, 3]), &device);
         let valid = MaxPooling2dConfig::new(2).init().forward(x.clone());
         assert_eq!(valid.into_data().try_to_vec::<f32>().unwrap(), vec![4.0]);
-        let same = MaxPooling2dConfig::new(2).with_padding(Padding::Same).init().forward(x);
-        assert_eq!(same.into_data().try_to_vec::<f32>().unwrap(), vec![4.0, 5.0, 7.0, 8.0]);
+        let same = MaxPooling2dConfig::new(2)
+            .with_padding(Padding::Same)
+            .init()
+            .forward(x);
+        assert_eq!(
+            same.into_data().try_to_vec::<f32>().unwrap(),
+            vec![4.0, 5.0, 7.0, 8.0]
+        );
     }
 
     #[test]
     fn same_padding_never_wins_for_negative_inputs() {
         let device = Device::flex();
         let x = Tensor::<4>::from_data(TensorData::new(vec![-5.0f32; 9], [1, 1, 3, 3]), &device);
-        let y = MaxPooling2dConfig::new(2).with_padding(Padding::Same).init().forward(x);
-        assert!(y.into_data().try_to_vec::<f32>().unwrap().iter().all(|v| *v == -5.0));
+        let y = MaxPooling2dConfig::new(2)
+            .with_padding(Padding::Same)
+            .init()
+            .forward(x);
+        assert!(y
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+            .iter()
+            .all(|v| *v == -5.0));
     }
 
     #[test]
     fn global_average_pooling_means_each_channel() {
         let device = Device::flex();
         let x = Tensor::<4>::from_data(
-            TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0, 10.0, 10.0, 10.0, 30.0], [1, 2, 2, 2]),
+            TensorData::new(
+                vec![1.0f32, 2.0, 3.0, 4.0, 10.0, 10.0, 10.0, 30.0],
+                [1, 2, 2, 2],
+            ),
             &device,
         );
-        let y = GlobalAveragePooling2d.forward(x).into_data().try_to_vec::<f32>().unwrap();
+        let y = GlobalAveragePooling2d
+            .forward(x)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         assert_eq!(y, vec![2.5, 15.0]);
     }
 }

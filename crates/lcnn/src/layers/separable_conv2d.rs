@@ -52,7 +52,10 @@ impl SeparableConv2dConfig {
             .with_initializer(Initializer::XavierUniform { gain: 1.0 })
             .init(device);
         pointwise.bias = Some(Initializer::Zeros.init([self.filters], device));
-        SeparableConv2d { depthwise, pointwise }
+        SeparableConv2d {
+            depthwise,
+            pointwise,
+        }
     }
 }
 
@@ -86,12 +89,18 @@ mod tests {
         let device = Device::flex();
         let mut layer = SeparableConv2dConfig::new(2, 1, 1).init(&device);
         // Depthwise 1x1: scale channel 0 by 2, channel 1 by 3; pointwise: sum + bias 0.5.
-        layer.depthwise.weight =
-            Param::from_tensor(Tensor::from_data(TensorData::new(vec![2.0f32, 3.0], [2, 1, 1, 1]), &device));
-        layer.pointwise.weight =
-            Param::from_tensor(Tensor::from_data(TensorData::new(vec![1.0f32, 1.0], [1, 2, 1, 1]), &device));
-        layer.pointwise.bias =
-            Some(Param::from_tensor(Tensor::from_data(TensorData::new(vec![0.5f32], [1]), &device)));
+        layer.depthwise.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(vec![2.0f32, 3.0], [2, 1, 1, 1]),
+            &device,
+        ));
+        layer.pointwise.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(vec![1.0f32, 1.0], [1, 2, 1, 1]),
+            &device,
+        ));
+        layer.pointwise.bias = Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(vec![0.5f32], [1]),
+            &device,
+        )));
         let x = Tensor::<4>::from_data(TensorData::new(vec![1.0f32, 10.0], [1, 2, 1, 1]), &device);
         let y = layer.forward(x).into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(y, vec![2.0 + 30.0 + 0.5]);

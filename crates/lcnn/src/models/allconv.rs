@@ -5,8 +5,8 @@
 
 use crate::layers::{Activation, Padding};
 
-use super::spec::build::*;
 use super::head_activation;
+use super::spec::build::*;
 use super::spec::{LayerKind, ModelSpec, Shape};
 
 /// The All-CNN-C spec for `classes` outputs.
@@ -14,7 +14,16 @@ pub fn spec(input: Shape, classes: usize) -> ModelSpec {
     let (same, valid) = (Padding::Same, Padding::Valid);
     let (relu, lin) = (Activation::Relu, Activation::Linear);
     let strided = |name: &str, filters| {
-        layer(name, LayerKind::Conv2d { filters, kernel: 3, strides: 2, padding: same, activation: lin })
+        layer(
+            name,
+            LayerKind::Conv2d {
+                filters,
+                kernel: 3,
+                strides: 2,
+                padding: same,
+                activation: lin,
+            },
+        )
     };
     let layers = vec![
         conv("conv1", 96, 3, same, relu),
@@ -31,5 +40,9 @@ pub fn spec(input: Shape, classes: usize) -> ModelSpec {
         layer("global_average_pooling", LayerKind::GlobalAvgPool),
         activation("predictions", head_activation(classes)),
     ];
-    ModelSpec { name: "allconv".into(), input, layers }
+    ModelSpec {
+        name: "allconv".into(),
+        input,
+        layers,
+    }
 }

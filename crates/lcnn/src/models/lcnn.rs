@@ -9,9 +9,9 @@
 
 use crate::layers::{Activation, Padding};
 
+use super::head_activation;
 use super::spec::build::*;
 use super::spec::{LayerSpec, ModelSpec, Shape};
-use super::head_activation;
 
 /// LCNN's dropout rate before the classifier (the seeds' 0.75).
 pub const DROPOUT: f64 = 0.75;
@@ -51,5 +51,9 @@ pub fn spec(input: Shape, classes: usize) -> ModelSpec {
     layers.push(bn("bn_fc1"));
     layers.push(dropout("dropout", DROPOUT));
     layers.push(dense("fc2", classes, head_activation(classes)));
-    ModelSpec { name: "lcnn".into(), input, layers }
+    ModelSpec {
+        name: "lcnn".into(),
+        input,
+        layers,
+    }
 }

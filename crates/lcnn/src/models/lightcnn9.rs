@@ -7,9 +7,9 @@
 
 use crate::layers::{Activation, Padding};
 
+use super::head_activation;
 use super::spec::build::*;
 use super::spec::{LayerSpec, ModelSpec, Shape};
-use super::head_activation;
 
 /// The LightCNN-9 spec; `include_top` adds dropout 0.5 and the `classes`-way classifier (fc2).
 pub fn spec(input: Shape, classes: usize, include_top: bool) -> ModelSpec {
@@ -20,8 +20,12 @@ pub fn spec(input: Shape, classes: usize, include_top: bool) -> ModelSpec {
         max_pool("pool1", 2, same),
     ];
     // (block id, 3x3 conv filters before MFM, pool after)
-    let groups: [(&str, usize, usize, bool); 4] =
-        [("2", 96, 192, true), ("3", 192, 384, true), ("4", 384, 256, false), ("5", 256, 256, true)];
+    let groups: [(&str, usize, usize, bool); 4] = [
+        ("2", 96, 192, true),
+        ("3", 192, 384, true),
+        ("4", 384, 256, false),
+        ("5", 256, 256, true),
+    ];
     let mut pools = 1;
     for (id, a_filters, filters, pool) in groups {
         layers.push(conv(&format!("conv{id}a"), a_filters, 1, same, lin));
@@ -40,5 +44,9 @@ pub fn spec(input: Shape, classes: usize, include_top: bool) -> ModelSpec {
         layers.push(dropout("dropout", 0.5));
         layers.push(dense("fc2", classes, head_activation(classes)));
     }
-    ModelSpec { name: "lightcnn9".into(), input, layers }
+    ModelSpec {
+        name: "lightcnn9".into(),
+        input,
+        layers,
+    }
 }

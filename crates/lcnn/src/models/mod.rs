@@ -29,7 +29,9 @@ pub enum ModelError {
     #[error("unknown model `{0}`: expected one of lcnn, lightcnn9, allconv, separable, vgg16")]
     UnknownModel(String),
     /// An input shape that does not parse.
-    #[error("invalid input shape `{0}`: expected HxWxC with three positive integers, e.g. 28x28x1")]
+    #[error(
+        "invalid input shape `{0}`: expected HxWxC with three positive integers, e.g. 28x28x1"
+    )]
     BadInputShape(String),
     /// The input is too small for a layer's window.
     #[error("input too small for model `{model}`: layer `{layer}` gets {input}, but {reason}")]
@@ -97,8 +99,13 @@ pub enum ModelName {
 
 impl ModelName {
     /// All names, for help texts.
-    pub const ALL: [ModelName; 5] =
-        [ModelName::Lcnn, ModelName::LightCnn9, ModelName::AllConv, ModelName::Separable, ModelName::Vgg16];
+    pub const ALL: [ModelName; 5] = [
+        ModelName::Lcnn,
+        ModelName::LightCnn9,
+        ModelName::AllConv,
+        ModelName::Separable,
+        ModelName::Vgg16,
+    ];
 
     /// The CLI name.
     pub fn as_str(self) -> &'static str {
@@ -169,7 +176,12 @@ pub struct ModelConfig {
 impl ModelConfig {
     /// A model with its top.
     pub fn new(name: ModelName, input: Shape, classes: usize) -> Self {
-        ModelConfig { name, input, classes, include_top: true }
+        ModelConfig {
+            name,
+            input,
+            classes,
+            include_top: true,
+        }
     }
 
     /// The model's spec, checked (shapes inferred through every layer).
@@ -199,7 +211,12 @@ mod tests {
     use super::*;
 
     fn total(name: ModelName, input: &str, classes: usize, top: bool) -> usize {
-        let cfg = ModelConfig { name, input: parse_input_shape(input).unwrap(), classes, include_top: top };
+        let cfg = ModelConfig {
+            name,
+            input: parse_input_shape(input).unwrap(),
+            classes,
+            include_top: top,
+        };
         cfg.spec().unwrap().param_count().unwrap().total()
     }
 
@@ -209,14 +226,25 @@ mod tests {
         assert_eq!(total(ModelName::Lcnn, "32x32x3", 10, true), 183_498);
         assert_eq!(total(ModelName::AllConv, "32x32x3", 10, true), 1_369_738);
         assert_eq!(total(ModelName::Separable, "64x64x3", 10, true), 38_309);
-        assert_eq!(total(ModelName::Vgg16, "150x150x3", 1000, false), 14_714_688);
-        assert_eq!(total(ModelName::Vgg16, "224x224x3", 1000, true), 138_357_544);
-        assert_eq!(total(ModelName::LightCnn9, "128x128x1", 10, false), 5_480_864);
+        assert_eq!(
+            total(ModelName::Vgg16, "150x150x3", 1000, false),
+            14_714_688
+        );
+        assert_eq!(
+            total(ModelName::Vgg16, "224x224x3", 1000, true),
+            138_357_544
+        );
+        assert_eq!(
+            total(ModelName::LightCnn9, "128x128x1", 10, false),
+            5_480_864
+        );
     }
 
     #[test]
     fn lcnn_batchnorm_statistics_are_non_trainable() {
-        let spec = ModelConfig::new(ModelName::Lcnn, parse_input_shape("28x28x1").unwrap(), 10).spec().unwrap();
+        let spec = ModelConfig::new(ModelName::Lcnn, parse_input_shape("28x28x1").unwrap(), 10)
+            .spec()
+            .unwrap();
         let p = spec.param_count().unwrap();
         // BN over 32+48+48+64+32+32 channels and 80 features, 2 moving statistics each.
         assert_eq!(p.non_trainable, 2 * (32 + 48 + 48 + 64 + 32 + 32 + 80));
@@ -224,21 +252,32 @@ mod tests {
 
     #[test]
     fn bad_shapes_and_names_are_errors() {
-        assert_eq!(parse_input_shape("28x28"), Err(ModelError::BadInputShape("28x28".into())));
+        assert_eq!(
+            parse_input_shape("28x28"),
+            Err(ModelError::BadInputShape("28x28".into()))
+        );
         assert!(parse_input_shape("0x28x1").is_err());
         assert!(parse_input_shape("axbxc").is_err());
-        assert!(matches!("resnet".parse::<ModelName>(), Err(ModelError::UnknownModel(_))));
+        assert!(matches!(
+            "resnet".parse::<ModelName>(),
+            Err(ModelError::UnknownModel(_))
+        ));
         // 8x8 is too small for LCNN's four pools.
         let cfg = ModelConfig::new(ModelName::Lcnn, parse_input_shape("8x8x1").unwrap(), 10);
         assert!(matches!(cfg.spec(), Err(ModelError::InputTooSmall { .. })));
-        let cfg = ModelConfig { include_top: false, ..ModelConfig::new(ModelName::Lcnn, ModelName::Lcnn.default_input(), 10) };
+        let cfg = ModelConfig {
+            include_top: false,
+            ..ModelConfig::new(ModelName::Lcnn, ModelName::Lcnn.default_input(), 10)
+        };
         assert!(matches!(cfg.spec(), Err(ModelError::BadOption(_))));
     }
 
     #[test]
     fn layer_names_are_unique() {
         for name in ModelName::ALL {
-            let spec = ModelConfig::new(name, name.default_input(), 10).spec().unwrap();
+            let spec = ModelConfig::new(name, name.default_input(), 10)
+                .spec()
+                .unwrap();
             let mut names: Vec<_> = spec.layers.iter().map(|l| l.name.clone()).collect();
             names.sort();
             names.dedup();

@@ -8,8 +8,8 @@ use burn::tensor::{Device, Tensor};
 
 use crate::layers::{
     Activation, BatchNormalization, BatchNormalizationConfig, Conv2d, Conv2dConfig, Dense,
-    DenseConfig, Features, GlobalAveragePooling2d, MaxFeatureMap, MaxPooling2d,
-    MaxPooling2dConfig, SeparableConv2d, SeparableConv2dConfig,
+    DenseConfig, Features, GlobalAveragePooling2d, MaxFeatureMap, MaxPooling2d, MaxPooling2dConfig,
+    SeparableConv2d, SeparableConv2dConfig,
 };
 
 use super::spec::{LayerKind, ModelSpec, Shape};
@@ -90,17 +90,21 @@ impl Layer {
     /// As the layer's spec: image layers take and give `[N, C, H, W]`, dense layers `[N, D]`.
     pub fn forward(&self, x: Features) -> Features {
         match self {
-            Layer::Conv2d(b) => b.activation.forward(Features::Image(b.conv.forward(x.image()))),
-            Layer::SeparableConv2d(b) => {
-                b.activation.forward(Features::Image(b.conv.forward(x.image())))
-            }
+            Layer::Conv2d(b) => b
+                .activation
+                .forward(Features::Image(b.conv.forward(x.image()))),
+            Layer::SeparableConv2d(b) => b
+                .activation
+                .forward(Features::Image(b.conv.forward(x.image()))),
             Layer::MaxFeatureMap(m) => m.forward(x),
             Layer::MaxPool2d(p) => Features::Image(p.forward(x.image())),
             Layer::BatchNorm(bn) => bn.forward(x),
             Layer::Dropout(d) => x.map(|t| d.forward(t), |t| d.forward(t)),
             Layer::Flatten(_) => Features::Flat(x.flatten()),
             Layer::GlobalAvgPool(g) => Features::Flat(g.forward(x.image())),
-            Layer::Dense(b) => b.activation.forward(Features::Flat(b.dense.forward(x.flatten()))),
+            Layer::Dense(b) => b
+                .activation
+                .forward(Features::Flat(b.dense.forward(x.flatten()))),
             Layer::Activation(a) => a.activation.forward(x),
         }
     }
@@ -141,7 +145,13 @@ impl Network {
                 }
             };
             let layer = match &r.spec.kind {
-                LayerKind::Conv2d { filters, kernel, strides, padding, activation } => {
+                LayerKind::Conv2d {
+                    filters,
+                    kernel,
+                    strides,
+                    padding,
+                    activation,
+                } => {
                     let (activation, out) = head(*activation);
                     output_activation = out;
                     Layer::Conv2d(ConvBlock {
@@ -152,7 +162,12 @@ impl Network {
                         activation,
                     })
                 }
-                LayerKind::SeparableConv2d { filters, kernel, padding, activation } => {
+                LayerKind::SeparableConv2d {
+                    filters,
+                    kernel,
+                    padding,
+                    activation,
+                } => {
                     let (activation, out) = head(*activation);
                     output_activation = out;
                     Layer::SeparableConv2d(SeparableBlock {
@@ -163,7 +178,11 @@ impl Network {
                     })
                 }
                 LayerKind::MaxFeatureMap => Layer::MaxFeatureMap(MaxFeatureMap),
-                LayerKind::MaxPool2d { pool, strides, padding } => Layer::MaxPool2d(
+                LayerKind::MaxPool2d {
+                    pool,
+                    strides,
+                    padding,
+                } => Layer::MaxPool2d(
                     MaxPooling2dConfig::new(*pool)
                         .with_strides(Some(*strides))
                         .with_padding(*padding)
@@ -195,7 +214,13 @@ impl Network {
             }
             layers.push(layer);
         }
-        Ok(Network { layers, spec: spec.clone(), output_activation })
+        let names: Vec<String> = spec.layers.iter().map(|l| l.name.clone()).collect();
+        crate::weights::named::assign_stable_ids(&mut layers, &names);
+        Ok(Network {
+            layers,
+            spec: spec.clone(),
+            output_activation,
+        })
     }
 
     /// The forward pass up to, not including, the final softmax or sigmoid.
@@ -205,7 +230,10 @@ impl Network {
     /// - output: `[N, classes]` logits (or the last feature map, flattened, for a model without
     ///   its top)
     pub fn forward_logits(&self, x: Tensor<4>) -> Tensor<2> {
-        self.layers.iter().fold(Features::Image(x), |x, layer| layer.forward(x)).flatten()
+        self.layers
+            .iter()
+            .fold(Features::Image(x), |x, layer| layer.forward(x))
+            .flatten()
     }
 
     /// The forward pass with the final activation: class probabilities.
@@ -214,6 +242,8 @@ impl Network {
     /// - input: `[N, C, H, W]`
     /// - output: `[N, classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        self.output_activation.forward(Features::Flat(self.forward_logits(x))).flat()
+        self.output_activation
+            .forward(Features::Flat(self.forward_logits(x)))
+            .flat()
     }
 }

@@ -5,14 +5,19 @@
 
 use crate::layers::{Activation, Padding};
 
+use super::head_activation;
 use super::spec::build::*;
 use super::spec::{LayerKind, LayerSpec, ModelSpec, Shape};
-use super::head_activation;
 
 fn sep(name: &str, filters: usize) -> LayerSpec {
     layer(
         name,
-        LayerKind::SeparableConv2d { filters, kernel: 3, padding: Padding::Valid, activation: Activation::Relu },
+        LayerKind::SeparableConv2d {
+            filters,
+            kernel: 3,
+            padding: Padding::Valid,
+            activation: Activation::Relu,
+        },
     )
 }
 
@@ -30,5 +35,9 @@ pub fn spec(input: Shape, classes: usize) -> ModelSpec {
         dense("fc1", 32, Activation::Relu),
         dense("predictions", classes, head_activation(classes)),
     ];
-    ModelSpec { name: "separable".into(), input, layers }
+    ModelSpec {
+        name: "separable".into(),
+        input,
+        layers,
+    }
 }

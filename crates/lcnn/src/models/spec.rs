@@ -194,7 +194,12 @@ impl ModelSpec {
         let mut out = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
             let (output, params) = infer(&self.name, layer, shape)?;
-            out.push(ResolvedLayer { spec: layer.clone(), input: shape, output, params });
+            out.push(ResolvedLayer {
+                spec: layer.clone(),
+                input: shape,
+                output,
+                params,
+            });
             shape = output;
         }
         Ok(out)
@@ -202,24 +207,39 @@ impl ModelSpec {
 
     /// Total parameter counts.
     pub fn param_count(&self) -> Result<ParamCount, ModelError> {
-        Ok(self.resolve()?.iter().fold(ParamCount::default(), |acc, l| ParamCount {
-            trainable: acc.trainable + l.params.trainable,
-            non_trainable: acc.non_trainable + l.params.non_trainable,
-        }))
+        Ok(self
+            .resolve()?
+            .iter()
+            .fold(ParamCount::default(), |acc, l| ParamCount {
+                trainable: acc.trainable + l.params.trainable,
+                non_trainable: acc.non_trainable + l.params.non_trainable,
+            }))
     }
 
     /// The output shape of the whole model.
     pub fn output_shape(&self) -> Result<Shape, ModelError> {
-        Ok(self.resolve()?.last().map(|l| l.output).unwrap_or(self.input))
+        Ok(self
+            .resolve()?
+            .last()
+            .map(|l| l.output)
+            .unwrap_or(self.input))
     }
 
     /// Index of the layer called `name`.
     pub fn index_of(&self, name: &str) -> Result<usize, ModelError> {
-        self.layers.iter().position(|l| l.name == name).ok_or_else(|| ModelError::UnknownLayer {
-            model: self.name.clone(),
-            layer: name.to_string(),
-            known: self.layers.iter().map(|l| l.name.clone()).collect::<Vec<_>>().join(", "),
-        })
+        self.layers
+            .iter()
+            .position(|l| l.name == name)
+            .ok_or_else(|| ModelError::UnknownLayer {
+                model: self.name.clone(),
+                layer: name.to_string(),
+                known: self
+                    .layers
+                    .iter()
+                    .map(|l| l.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
     }
 }
 
@@ -238,25 +258,56 @@ fn infer(model: &str, layer: &LayerSpec, input: Shape) -> Result<(Shape, ParamCo
             reason: format!("expects an image input, got {}", input.keras()),
         }),
     };
-    let window = |h: usize, w: usize, k: usize, s: usize, p: Padding| {
-        match (p.output_len(h, k, s), p.output_len(w, k, s)) {
-            (Some(oh), Some(ow)) if oh > 0 && ow > 0 => Ok((oh, ow)),
-            _ => Err(too_small(format!("a {k}x{k} window does not fit a {h}x{w} input"))),
-        }
+    let window = |h: usize, w: usize, k: usize, s: usize, p: Padding| match (
+        p.output_len(h, k, s),
+        p.output_len(w, k, s),
+    ) {
+        (Some(oh), Some(ow)) if oh > 0 && ow > 0 => Ok((oh, ow)),
+        _ => Err(too_small(format!(
+            "a {k}x{k} window does not fit a {h}x{w} input"
+        ))),
     };
-    let trainable = |n: usize| ParamCount { trainable: n, non_trainable: 0 };
+    let trainable = |n: usize| ParamCount {
+        trainable: n,
+        non_trainable: 0,
+    };
     Ok(match &layer.kind {
-        LayerKind::Conv2d { filters, kernel, strides, padding, .. } => {
+        LayerKind::Conv2d {
+            filters,
+            kernel,
+            strides,
+            padding,
+            ..
+        } => {
             let (h, w, c) = image()?;
             let (oh, ow) = window(h, w, *kernel, *strides, *padding)?;
             let params = filters * c * kernel * kernel + filters;
-            (Shape::Image { h: oh, w: ow, c: *filters }, trainable(params))
+            (
+                Shape::Image {
+                    h: oh,
+                    w: ow,
+                    c: *filters,
+                },
+                trainable(params),
+            )
         }
-        LayerKind::SeparableConv2d { filters, kernel, padding, .. } => {
+        LayerKind::SeparableConv2d {
+            filters,
+            kernel,
+            padding,
+            ..
+        } => {
             let (h, w, c) = image()?;
             let (oh, ow) = window(h, w, *kernel, 1, *padding)?;
             let params = c * kernel * kernel + c * filters + filters;
-            (Shape::Image { h: oh, w: ow, c: *filters }, trainable(params))
+            (
+                Shape::Image {
+                    h: oh,
+                    w: ow,
+                    c: *filters,
+                },
+                trainable(params),
+            )
         }
         LayerKind::MaxFeatureMap => {
             let odd = |n: usize| ModelError::Invalid {
@@ -265,12 +316,18 @@ fn infer(model: &str, layer: &LayerSpec, input: Shape) -> Result<(Shape, ParamCo
                 reason: format!("Max-Feature-Map needs an even channel count, got {n}"),
             };
             match input {
-                Shape::Image { h, w, c } if c % 2 == 0 => (Shape::Image { h, w, c: c / 2 }, trainable(0)),
-                Shape::Flat(n) if n % 2 == 0 => (Shape::Flat(n / 2), trainable(0)),
+                Shape::Image { h, w, c } if c.is_multiple_of(2) => {
+                    (Shape::Image { h, w, c: c / 2 }, trainable(0))
+                }
+                Shape::Flat(n) if n.is_multiple_of(2) => (Shape::Flat(n / 2), trainable(0)),
                 Shape::Image { c: n, .. } | Shape::Flat(n) => return Err(odd(n)),
             }
         }
-        LayerKind::MaxPool2d { pool, strides, padding } => {
+        LayerKind::MaxPool2d {
+            pool,
+            strides,
+            padding,
+        } => {
             let (h, w, c) = image()?;
             let (oh, ow) = window(h, w, *pool, *strides, *padding)?;
             (Shape::Image { h: oh, w: ow, c }, trainable(0))
@@ -280,7 +337,13 @@ fn infer(model: &str, layer: &LayerSpec, input: Shape) -> Result<(Shape, ParamCo
                 Shape::Image { c, .. } => c,
                 Shape::Flat(n) => n,
             };
-            (input, ParamCount { trainable: 2 * c, non_trainable: 2 * c })
+            (
+                input,
+                ParamCount {
+                    trainable: 2 * c,
+                    non_trainable: 2 * c,
+                },
+            )
         }
         LayerKind::Dropout { .. } | LayerKind::Activation { .. } => (input, trainable(0)),
         LayerKind::Flatten => (Shape::Flat(input.numel()), trainable(0)),
@@ -310,17 +373,42 @@ pub mod build {
 
     /// A layer.
     pub fn layer(name: impl Into<String>, kind: LayerKind) -> LayerSpec {
-        LayerSpec { name: name.into(), kind }
+        LayerSpec {
+            name: name.into(),
+            kind,
+        }
     }
 
     /// `Conv2D(filters, k, strides=1, padding, activation)`.
-    pub fn conv(name: &str, filters: usize, kernel: usize, padding: Padding, activation: Activation) -> LayerSpec {
-        layer(name, LayerKind::Conv2d { filters, kernel, strides: 1, padding, activation })
+    pub fn conv(
+        name: &str,
+        filters: usize,
+        kernel: usize,
+        padding: Padding,
+        activation: Activation,
+    ) -> LayerSpec {
+        layer(
+            name,
+            LayerKind::Conv2d {
+                filters,
+                kernel,
+                strides: 1,
+                padding,
+                activation,
+            },
+        )
     }
 
     /// `MaxPooling2D(2)` with the given padding.
     pub fn max_pool(name: &str, pool: usize, padding: Padding) -> LayerSpec {
-        layer(name, LayerKind::MaxPool2d { pool, strides: pool, padding })
+        layer(
+            name,
+            LayerKind::MaxPool2d {
+                pool,
+                strides: pool,
+                padding,
+            },
+        )
     }
 
     /// `Dense(units, activation)`.

@@ -20,7 +20,10 @@ pub fn summary(spec: &ModelSpec, frozen: &[bool]) -> Result<String, ModelError> 
     for (i, l) in layers.iter().enumerate() {
         let mut p = l.params;
         if frozen.get(i).copied().unwrap_or(false) {
-            p = ParamCount { trainable: 0, non_trainable: p.total() };
+            p = ParamCount {
+                trainable: 0,
+                non_trainable: p.total(),
+            };
         }
         totals.trainable += p.trainable;
         totals.non_trainable += p.non_trainable;
@@ -60,7 +63,11 @@ pub fn summary(spec: &ModelSpec, frozen: &[bool]) -> Result<String, ModelError> 
     let _ = writeln!(out, "{}", "=".repeat(line));
     let _ = writeln!(out, "Total params: {}", thousands(totals.total()));
     let _ = writeln!(out, "Trainable params: {}", thousands(totals.trainable));
-    let _ = writeln!(out, "Non-trainable params: {}", thousands(totals.non_trainable));
+    let _ = writeln!(
+        out,
+        "Non-trainable params: {}",
+        thousands(totals.non_trainable)
+    );
     let _ = writeln!(out, "{}", "_".repeat(line));
     Ok(out)
 }
@@ -70,7 +77,7 @@ pub fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);
@@ -108,14 +115,28 @@ mod tests {
 
     #[test]
     fn frozen_layers_count_as_non_trainable() {
-        let spec = ModelConfig { include_top: false, ..ModelConfig::new(ModelName::Vgg16, parse_input_shape("150x150x3").unwrap(), 1) }
-            .spec()
-            .unwrap();
-        let frozen: Vec<bool> = (0..spec.layers.len()).map(|i| i < spec.index_of("block5_conv1").unwrap()).collect();
+        let spec = ModelConfig {
+            include_top: false,
+            ..ModelConfig::new(ModelName::Vgg16, parse_input_shape("150x150x3").unwrap(), 1)
+        }
+        .spec()
+        .unwrap();
+        let frozen: Vec<bool> = (0..spec.layers.len())
+            .map(|i| i < spec.index_of("block5_conv1").unwrap())
+            .collect();
         let s = summary(&spec, &frozen).unwrap();
         // block5: three 3x3 512->512 convs.
         let block5 = 3 * (512 * 512 * 9 + 512);
-        assert!(s.contains(&format!("Trainable params: {}\n", thousands(block5))), "{s}");
-        assert!(s.contains(&format!("Non-trainable params: {}\n", thousands(14_714_688 - block5))), "{s}");
+        assert!(
+            s.contains(&format!("Trainable params: {}\n", thousands(block5))),
+            "{s}"
+        );
+        assert!(
+            s.contains(&format!(
+                "Non-trainable params: {}\n",
+                thousands(14_714_688 - block5)
+            )),
+            "{s}"
+        );
     }
 }

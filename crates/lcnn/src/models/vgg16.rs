@@ -6,17 +6,26 @@
 
 use crate::layers::{Activation, Padding};
 
+use super::head_activation;
 use super::spec::build::*;
 use super::spec::{LayerSpec, ModelSpec, Shape};
-use super::head_activation;
 
 /// The VGG16 spec; `include_top` adds flatten, fc1 and fc2 (4096 relu) and `predictions`.
 pub fn spec(input: Shape, classes: usize, include_top: bool) -> ModelSpec {
     let mut layers: Vec<LayerSpec> = Vec::new();
-    for (block, (filters, convs)) in [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)].into_iter().enumerate() {
+    for (block, (filters, convs)) in [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)]
+        .into_iter()
+        .enumerate()
+    {
         let b = block + 1;
         for i in 1..=convs {
-            layers.push(conv(&format!("block{b}_conv{i}"), filters, 3, Padding::Same, Activation::Relu));
+            layers.push(conv(
+                &format!("block{b}_conv{i}"),
+                filters,
+                3,
+                Padding::Same,
+                Activation::Relu,
+            ));
         }
         layers.push(max_pool(&format!("block{b}_pool"), 2, Padding::Valid));
     }
@@ -26,5 +35,9 @@ pub fn spec(input: Shape, classes: usize, include_top: bool) -> ModelSpec {
         layers.push(dense("fc2", 4096, Activation::Relu));
         layers.push(dense("predictions", classes, head_activation(classes)));
     }
-    ModelSpec { name: "vgg16".into(), input, layers }
+    ModelSpec {
+        name: "vgg16".into(),
+        input,
+        layers,
+    }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::module::{Param, RunningState};
+use burn::module::{Param, ParamId, RunningState};
 use burn::tensor::{Tensor, TensorData};
 
 use crate::models::{Layer, Network};
@@ -37,7 +37,12 @@ impl Slot<'_> {
             Slot::Running(r) => r.value_sync().into_data(),
         };
         let shape = data.shape().to_vec();
-        (shape, data.convert::<f32>().try_to_vec::<f32>().unwrap_or_default())
+        (
+            shape,
+            data.convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap_or_default(),
+        )
     }
 
     fn write(&mut self, data: Vec<f32>, shape: &[usize]) {
@@ -66,10 +71,20 @@ impl Slot<'_> {
 fn replace<const D: usize>(p: &mut Param<Tensor<D>>, value: Tensor<D>) {
     let old = std::mem::replace(p, Param::from_tensor(value.clone()));
     let require_grad = old.val().is_require_grad();
-    *p = old.map(|_| if require_grad { value.require_grad() } else { value });
+    *p = old.map(|_| {
+        if require_grad {
+            value.require_grad()
+        } else {
+            value
+        }
+    });
 }
 
-fn conv<'a>(c: &'a mut burn::nn::conv::Conv2d, w: &'static str, b: &'static str) -> Vec<(&'static str, Slot<'a>)> {
+fn conv<'a>(
+    c: &'a mut burn::nn::conv::Conv2d,
+    w: &'static str,
+    b: &'static str,
+) -> Vec<(&'static str, Slot<'a>)> {
     let mut v = vec![(w, Slot::P4(&mut c.weight))];
     if let Some(bias) = c.bias.as_mut() {
         v.push((b, Slot::P1(bias)));
@@ -82,7 +97,11 @@ fn slots(layer: &mut Layer) -> Vec<(&'static str, Slot<'_>)> {
         Layer::Conv2d(b) => conv(&mut b.conv.conv, "weight", "bias"),
         Layer::SeparableConv2d(b) => {
             let mut v = conv(&mut b.conv.depthwise, "depthwise.weight", "depthwise.bias");
-            v.extend(conv(&mut b.conv.pointwise, "pointwise.weight", "pointwise.bias"));
+            v.extend(conv(
+                &mut b.conv.pointwise,
+                "pointwise.weight",
+                "pointwise.bias",
+            ));
             v
         }
         Layer::Dense(b) => {
@@ -106,6 +125,36 @@ fn slots(layer: &mut Layer) -> Vec<(&'static str, Slot<'_>)> {
     }
 }
 
+/// Gives every parameter an id derived from its name (FNV-1a of `{layer}.{param}`), so that
+/// optimizer state, which Burn keys by parameter id, survives a rebuild of the network (resume,
+/// fine-tuning from a checkpoint).
+pub fn assign_stable_ids(layers: &mut [Layer], names: &[String]) {
+    fn fnv(s: &str) -> u64 {
+        s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+    fn reid<const D: usize>(p: &mut Param<Tensor<D>>, id: u64) {
+        let old = std::mem::replace(
+            p,
+            Param::from_tensor(Tensor::empty([0; D], &p.lazy_device())),
+        );
+        let (_, value, mapper) = old.consume();
+        *p = Param::from_mapped_value(ParamId::from(id), value, mapper);
+    }
+    for (layer, lname) in layers.iter_mut().zip(names) {
+        for (pname, slot) in slots(layer) {
+            let id = fnv(&format!("{lname}.{pname}"));
+            match slot {
+                Slot::P1(p) => reid(p, id),
+                Slot::P2(p) => reid(p, id),
+                Slot::P4(p) => reid(p, id),
+                Slot::Running(_) => {}
+            }
+        }
+    }
+}
+
 /// Every parameter (and BatchNorm moving statistic) of the network, in layer order, named
 /// `{layer}.{param}`.
 pub fn export(network: &Network) -> Vec<NamedTensor> {
@@ -115,7 +164,11 @@ pub fn export(network: &Network) -> Vec<NamedTensor> {
     for (layer, lname) in net.layers.iter_mut().zip(&names) {
         for (pname, slot) in slots(layer) {
             let (shape, data) = slot.read();
-            out.push(NamedTensor { name: format!("{lname}.{pname}"), shape, data });
+            out.push(NamedTensor {
+                name: format!("{lname}.{pname}"),
+                shape,
+                data,
+            });
         }
     }
     out
@@ -169,7 +222,9 @@ mod tests {
     use burn::tensor::Device;
 
     fn lcnn(device: &Device) -> Network {
-        let spec = ModelConfig::new(ModelName::Lcnn, ModelName::Lcnn.default_input(), 10).spec().unwrap();
+        let spec = ModelConfig::new(ModelName::Lcnn, ModelName::Lcnn.default_input(), 10)
+            .spec()
+            .unwrap();
         Network::new(&spec, device).unwrap()
     }
 
@@ -194,16 +249,24 @@ mod tests {
 
         let mut missing = ta.clone();
         missing.retain(|t| t.name != "conv2.bias");
-        let err = import(lcnn(&device), missing, true, Path::new("x")).unwrap_err().to_string();
+        let err = import(lcnn(&device), missing, true, Path::new("x"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("conv2.bias") && err.contains("[96]"), "{err}");
 
         let mut bad = ta.clone();
         bad[0].shape = vec![64, 25];
-        let err = import(lcnn(&device), bad, true, Path::new("x")).unwrap_err().to_string();
+        let err = import(lcnn(&device), bad, true, Path::new("x"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("conv1.weight"), "{err}");
 
         let mut extra = ta;
-        extra.push(NamedTensor { name: "head.weight".into(), shape: vec![1], data: vec![0.0] });
+        extra.push(NamedTensor {
+            name: "head.weight".into(),
+            shape: vec![1],
+            data: vec![0.0],
+        });
         assert!(import(lcnn(&device), extra.clone(), true, Path::new("x")).is_err());
         assert!(import(lcnn(&device), extra, false, Path::new("x")).is_ok());
     }

@@ -1,8 +1,9 @@
 //! lcnn checkpoints as [safetensors](https://huggingface.co/docs/safetensors): every parameter
 //! under its stable name, f32, plus a `__metadata__` map (the model spec as JSON, and whatever
-//! the caller adds). Writes are atomic.
+//! the caller adds), and optional raw byte blobs (U8 tensors: the optimizer state of a resume
+//! point), so that one atomic file is one consistent checkpoint.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -10,57 +11,148 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use super::{NamedTensor, WeightsError};
 use crate::util::write_atomic;
 
-/// Serializes tensors and metadata to safetensors bytes.
-pub fn to_bytes(tensors: &[NamedTensor], metadata: HashMap<String, String>) -> Result<Vec<u8>, WeightsError> {
-    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+/// What a checkpoint file holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Checkpoint {
+    /// Float tensors (converted to f32).
+    pub tensors: Vec<NamedTensor>,
+    /// U8 tensors, as raw bytes.
+    pub blobs: BTreeMap<String, Vec<u8>>,
+    /// The `__metadata__` map.
+    pub metadata: HashMap<String, String>,
+}
+
+/// Serializes tensors, blobs and metadata to safetensors bytes.
+pub fn to_bytes(
+    tensors: &[NamedTensor],
+    blobs: &BTreeMap<String, Vec<u8>>,
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>, WeightsError> {
+    let mut bytes: Vec<(String, Dtype, Vec<u8>, Vec<usize>)> = tensors
         .iter()
-        .map(|t| (t.name.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape.clone()))
+        .map(|t| {
+            (
+                t.name.clone(),
+                Dtype::F32,
+                t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                t.shape.clone(),
+            )
+        })
         .collect();
+    for (name, blob) in blobs {
+        bytes.push((name.clone(), Dtype::U8, blob.clone(), vec![blob.len()]));
+    }
     let views = bytes
         .iter()
-        .map(|(name, data, shape)| {
-            TensorView::new(Dtype::F32, shape.clone(), data)
+        .map(|(name, dtype, data, shape)| {
+            TensorView::new(*dtype, shape.clone(), data)
                 .map(|v| (name.clone(), v))
-                .map_err(|e| WeightsError::Format { file: name.into(), reason: e.to_string() })
+                .map_err(|e| WeightsError::Format {
+                    file: name.into(),
+                    reason: e.to_string(),
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    safetensors::serialize(views, Some(metadata))
-        .map_err(|e| WeightsError::Format { file: "<memory>".into(), reason: e.to_string() })
+    safetensors::serialize(views, Some(metadata)).map_err(|e| WeightsError::Format {
+        file: "<memory>".into(),
+        reason: e.to_string(),
+    })
 }
 
-/// Writes a checkpoint atomically.
-pub fn save(path: &Path, tensors: &[NamedTensor], metadata: HashMap<String, String>) -> Result<(), WeightsError> {
-    let bytes = to_bytes(tensors, metadata)?;
-    write_atomic(path, &bytes).map_err(|source| WeightsError::Io { file: path.to_path_buf(), source })
+/// Writes weights (and metadata) atomically.
+pub fn save(
+    path: &Path,
+    tensors: &[NamedTensor],
+    metadata: HashMap<String, String>,
+) -> Result<(), WeightsError> {
+    save_checkpoint(path, tensors, &BTreeMap::new(), metadata)
 }
 
-/// Reads every tensor of a safetensors file (f32, f64, f16 and bf16 are converted to f32) and
-/// its metadata.
+/// Writes tensors, blobs and metadata atomically.
+pub fn save_checkpoint(
+    path: &Path,
+    tensors: &[NamedTensor],
+    blobs: &BTreeMap<String, Vec<u8>>,
+    metadata: HashMap<String, String>,
+) -> Result<(), WeightsError> {
+    let bytes = to_bytes(tensors, blobs, metadata)?;
+    write_atomic(path, &bytes).map_err(|source| WeightsError::Io {
+        file: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads the float tensors of a safetensors file and its metadata.
 pub fn load(path: &Path) -> Result<(Vec<NamedTensor>, HashMap<String, String>), WeightsError> {
-    let bytes = std::fs::read(path).map_err(|source| WeightsError::Io { file: path.to_path_buf(), source })?;
-    let format = |reason: String| WeightsError::Format { file: path.to_path_buf(), reason };
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| format(format!("not a safetensors file: {e}")))?;
+    let c = load_checkpoint(path)?;
+    Ok((c.tensors, c.metadata))
+}
+
+/// Reads every tensor of a safetensors file (f32, f64, f16 and bf16 are converted to f32; U8
+/// tensors are returned as blobs) and its metadata.
+pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, WeightsError> {
+    let bytes = std::fs::read(path).map_err(|source| WeightsError::Io {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    let format = |reason: String| WeightsError::Format {
+        file: path.to_path_buf(),
+        reason,
+    };
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| format(format!("not a safetensors file: {e}")))?;
     let metadata = header.metadata().clone().unwrap_or_default();
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| format(format!("not a safetensors file: {e}")))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| format(format!("not a safetensors file: {e}")))?;
     let mut out = Vec::new();
+    let mut blobs = BTreeMap::new();
     let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
     names.sort();
     for name in names {
-        let view = st.tensor(&name).map_err(|e| format(format!("tensor `{name}`: {e}")))?;
+        let view = st
+            .tensor(&name)
+            .map_err(|e| format(format!("tensor `{name}`: {e}")))?;
         let raw = view.data();
         let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            Dtype::F32 => raw
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
             Dtype::F64 => raw
                 .chunks_exact(8)
-                .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
+                .map(|b| {
+                    f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
+                })
                 .collect(),
-            Dtype::F16 => raw.chunks_exact(2).map(|b| half_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect(),
-            Dtype::BF16 => raw.chunks_exact(2).map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)).collect(),
-            other => return Err(format(format!("tensor `{name}` has dtype {other:?}, expected a float type"))),
+            Dtype::F16 => raw
+                .chunks_exact(2)
+                .map(|b| half_to_f32(u16::from_le_bytes([b[0], b[1]])))
+                .collect(),
+            Dtype::BF16 => raw
+                .chunks_exact(2)
+                .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
+                .collect(),
+            Dtype::U8 => {
+                blobs.insert(name, raw.to_vec());
+                continue;
+            }
+            other => {
+                return Err(format(format!(
+                    "tensor `{name}` has dtype {other:?}, expected a float type"
+                )))
+            }
         };
-        out.push(NamedTensor { name, shape: view.shape().to_vec(), data });
+        out.push(NamedTensor {
+            name,
+            shape: view.shape().to_vec(),
+            data,
+        });
     }
-    Ok((out, metadata))
+    Ok(Checkpoint {
+        tensors: out,
+        blobs,
+        metadata,
+    })
 }
 
 fn half_to_f32(h: u16) -> f32 {
@@ -90,8 +182,16 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("w.safetensors");
         let t = vec![
-            NamedTensor { name: "a.weight".into(), shape: vec![2, 2], data: vec![1.0, -2.0, 3.5, 0.0] },
-            NamedTensor { name: "b.bias".into(), shape: vec![1], data: vec![7.0] },
+            NamedTensor {
+                name: "a.weight".into(),
+                shape: vec![2, 2],
+                data: vec![1.0, -2.0, 3.5, 0.0],
+            },
+            NamedTensor {
+                name: "b.bias".into(),
+                shape: vec![1],
+                data: vec![7.0],
+            },
         ];
         let meta = HashMap::from([("model".to_string(), "lcnn".to_string())]);
         save(&p, &t, meta.clone()).unwrap();
@@ -108,7 +208,10 @@ mod tests {
         let p = dir.join("bad.safetensors");
         std::fs::write(&p, b"this is not a tensor file").unwrap();
         let err = load(&p).unwrap_err().to_string();
-        assert!(err.contains("bad.safetensors") && err.contains("not a safetensors file"), "{err}");
+        assert!(
+            err.contains("bad.safetensors") && err.contains("not a safetensors file"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

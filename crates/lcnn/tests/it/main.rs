@@ -1,2 +1,4 @@
 //! lcnn's one integration-test binary, over tiny real data.
+mod data;
 mod golden;
+mod train;

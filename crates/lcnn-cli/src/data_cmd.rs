@@ -1,0 +1,100 @@
+//! `lcnn data ...`: dataset commands. `lcnn data check` loads a dataset and prints its splits.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use lcnn::data::{
+    load, offline_from_env, parse_target_size, resolve_data_dir, ClassMode, ColorMode, DatasetSpec,
+    Interpolation, LoadOptions, Splits,
+};
+
+/// Arguments of `lcnn data`.
+#[derive(Args, Debug)]
+pub struct DataArgs {
+    #[command(subcommand)]
+    pub command: DataCommand,
+}
+
+/// The `lcnn data` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum DataCommand {
+    /// Load a dataset and print its splits with counts, classes and image shape
+    /// (e.g. `mnist: train 60000, test 10000, classes 10, shape 28x28x1`). Fails with a
+    /// message naming the file on any problem.
+    Check(CheckArgs),
+}
+
+/// Arguments of `lcnn data check`.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Dataset: mnist, cifar10, or images:DIR (DIR/train/<class>/ and optionally DIR/test/<class>/).
+    #[arg(long)]
+    pub dataset: DatasetSpec,
+    /// Folder holding mnist/ and cifar10/ (default: $LCNN_DATA, else ~/.cache/lcnn/datasets).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Resize every image to HxW (e.g. 150x150).
+    #[arg(long, value_parser = target_size)]
+    pub target_size: Option<(usize, usize)>,
+    /// Resampling filter for --target-size: nearest (Keras' default) or bilinear.
+    #[arg(long, default_value = "nearest")]
+    pub interpolation: Interpolation,
+    /// Channels of image folders: rgb or grayscale.
+    #[arg(long, default_value = "rgb")]
+    pub color_mode: ColorMode,
+    /// Label mode: categorical, or binary (exactly 2 classes).
+    #[arg(long, default_value = "categorical")]
+    pub class_mode: ClassMode,
+    /// Never download; name the missing file, its URL and the folder to put it in (also LCNN_OFFLINE=1).
+    #[arg(long)]
+    pub offline: bool,
+}
+
+fn target_size(s: &str) -> Result<(usize, usize), lcnn::data::DataError> {
+    parse_target_size(s)
+}
+
+/// Runs an `lcnn data` subcommand.
+pub fn run(args: DataArgs) -> Result<()> {
+    match args.command {
+        DataCommand::Check(args) => check(args),
+    }
+}
+
+fn check(args: CheckArgs) -> Result<()> {
+    let opts = LoadOptions {
+        data_dir: resolve_data_dir(args.data_dir.as_deref()),
+        target_size: args.target_size,
+        interpolation: args.interpolation,
+        color_mode: args.color_mode,
+        offline: args.offline || offline_from_env(),
+    };
+    let splits =
+        load(&args.dataset, &opts).with_context(|| format!("cannot load {}", args.dataset))?;
+    args.class_mode.check(&splits)?;
+    print!("{}", report(&splits));
+    Ok(())
+}
+
+/// The summary line, then each class with its image counts.
+fn report(splits: &Splits) -> String {
+    let mut out = format!("{splits}\n");
+    let train = splits.train.class_counts();
+    let test = splits.test.as_ref().map(|t| t.class_counts());
+    out.push_str("classes:\n");
+    for (i, name) in splits.classes().iter().enumerate() {
+        match &test {
+            Some(t) => out.push_str(&format!(
+                "  {i:>3} {name}: train {}, test {}\n",
+                train.get(i).unwrap_or(&0),
+                t.get(i).unwrap_or(&0)
+            )),
+            None => out.push_str(&format!(
+                "  {i:>3} {name}: train {}\n",
+                train.get(i).unwrap_or(&0)
+            )),
+        }
+    }
+    out
+}

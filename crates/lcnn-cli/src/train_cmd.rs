@@ -1,0 +1,366 @@
+//! `lcnn train`, `lcnn eval` and `lcnn predict`.
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use burn::tensor::Device;
+use clap::Args;
+use lcnn::callbacks::{EarlyStoppingConfig, Mode, ModelCheckpointConfig};
+use lcnn::data::{load, resolve_data_dir, DatasetSpec, LoadOptions};
+use lcnn::models::ModelName;
+use lcnn::train::{
+    evaluate, fit, predict_files, AugmentOptions, FitOptions, LoadedRun, OptimizerConfig,
+    TrainConfig,
+};
+
+/// Arguments of `lcnn train`. Without flags: the seeds' MNIST recipe (LCNN, Adam 1e-3,
+/// batch 256, 10 epochs, validation split 0.2, early stopping on val_loss, patience 3).
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Model: lcnn, lightcnn9, allconv, separable, vgg16.
+    #[arg(long, default_value = "lcnn")]
+    model: String,
+    /// Dataset: mnist, cifar10 or images:DIR (DIR/train/<class>/..., optional DIR/test/).
+    #[arg(long, default_value = "mnist")]
+    dataset: String,
+    /// Folder holding mnist/ and cifar10/ (default: $LCNN_DATA, then ~/.cache/lcnn/datasets).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Resize images to HxW (image folders).
+    #[arg(long)]
+    target_size: Option<String>,
+    /// rgb or grayscale.
+    #[arg(long, default_value = "rgb")]
+    color_mode: String,
+    /// Resize filter: nearest (Keras' default) or bilinear.
+    #[arg(long, default_value = "nearest")]
+    interpolation: String,
+    /// categorical (softmax) or binary (one sigmoid unit, two classes).
+    #[arg(long, default_value = "categorical")]
+    class_mode: String,
+    /// Epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Batch size.
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    /// adam, sgd or rmsprop (Keras defaults).
+    #[arg(long, default_value = "adam")]
+    optimizer: String,
+    /// Learning rate (default: Keras' for the optimizer: adam 1e-3, sgd 0.01, rmsprop 1e-3).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Momentum (sgd, rmsprop).
+    #[arg(long, default_value_t = 0.0)]
+    momentum: f64,
+    /// Nesterov momentum (sgd).
+    #[arg(long)]
+    nesterov: bool,
+    /// Keras time-based decay: lr / (1 + decay * iterations).
+    #[arg(long, default_value_t = 0.0)]
+    decay: f64,
+    /// Keras validation_split: the last fraction of the training set.
+    #[arg(long, default_value_t = 0.2)]
+    validation_split: f64,
+    /// Metric early stopping watches.
+    #[arg(long, default_value = "val_loss")]
+    monitor: String,
+    /// Epochs without improvement before stopping.
+    #[arg(long, default_value_t = 3)]
+    patience: usize,
+    /// Smallest change that counts as an improvement.
+    #[arg(long, default_value_t = 0.0)]
+    min_delta: f64,
+    /// Restore the best weights when early stopping ends the run.
+    #[arg(long)]
+    restore_best_weights: bool,
+    /// Train all epochs, without early stopping.
+    #[arg(long)]
+    no_early_stopping: bool,
+    /// Metric of the best checkpoint (best.safetensors).
+    #[arg(long, default_value = "val_loss")]
+    checkpoint_monitor: String,
+    /// Multiplier on 0-255 pixels (1 for models trained on raw pixels).
+    #[arg(long, default_value_t = 1.0 / 255.0)]
+    rescale: f32,
+    /// Augmentation: rotation range in degrees.
+    #[arg(long, default_value_t = 0.0)]
+    rotation_range: f32,
+    /// Augmentation: width shift (fraction of the width).
+    #[arg(long, default_value_t = 0.0)]
+    width_shift_range: f32,
+    /// Augmentation: height shift (fraction of the height).
+    #[arg(long, default_value_t = 0.0)]
+    height_shift_range: f32,
+    /// Augmentation: zoom range.
+    #[arg(long, default_value_t = 0.0)]
+    zoom_range: f32,
+    /// Augmentation: random horizontal flips.
+    #[arg(long)]
+    horizontal_flip: bool,
+    /// Augmentation: random vertical flips.
+    #[arg(long)]
+    vertical_flip: bool,
+    /// Subtract the training set's per-channel mean.
+    #[arg(long)]
+    featurewise_center: bool,
+    /// Divide by the training set's per-channel std.
+    #[arg(long)]
+    featurewise_std_normalization: bool,
+    /// Initial weights (safetensors, by layer name).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Freeze every layer before this one (e.g. block5_conv1).
+    #[arg(long)]
+    freeze_until: Option<String>,
+    /// Seed of weights, shuffling, augmentation and dropout.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Run folder (default: runs/<model>-<dataset>-<time>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in this folder after its last finished epoch (its config.json is used;
+    /// --epochs may raise the epoch count).
+    #[arg(long, conflicts_with = "out")]
+    resume: Option<PathBuf>,
+    /// Never download datasets.
+    #[arg(long)]
+    offline: bool,
+    /// No progress output.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn optimizer(args: &TrainArgs) -> Result<OptimizerConfig> {
+    let mut o = match args.optimizer.to_ascii_lowercase().as_str() {
+        "adam" => OptimizerConfig::adam(),
+        "sgd" => OptimizerConfig::sgd(),
+        "rmsprop" => OptimizerConfig::rmsprop(),
+        other => bail!("unknown optimizer `{other}`: expected adam, sgd or rmsprop"),
+    };
+    match &mut o {
+        OptimizerConfig::Adam {
+            learning_rate,
+            decay,
+            ..
+        } => {
+            *learning_rate = args.lr.unwrap_or(*learning_rate);
+            *decay = args.decay;
+            if args.momentum != 0.0 || args.nesterov {
+                bail!("--momentum and --nesterov apply to sgd and rmsprop, not adam");
+            }
+        }
+        OptimizerConfig::Sgd {
+            learning_rate,
+            momentum,
+            nesterov,
+            decay,
+        } => {
+            *learning_rate = args.lr.unwrap_or(*learning_rate);
+            *momentum = args.momentum;
+            *nesterov = args.nesterov;
+            *decay = args.decay;
+        }
+        OptimizerConfig::Rmsprop {
+            learning_rate,
+            momentum,
+            decay,
+            ..
+        } => {
+            *learning_rate = args.lr.unwrap_or(*learning_rate);
+            *momentum = args.momentum;
+            *decay = args.decay;
+        }
+    }
+    o.validate().map_err(anyhow::Error::msg)?;
+    Ok(o)
+}
+
+fn config(args: &TrainArgs) -> Result<TrainConfig> {
+    let model: ModelName = args.model.parse()?;
+    let target_size = args
+        .target_size
+        .as_deref()
+        .map(lcnn::data::parse_target_size)
+        .transpose()?;
+    Ok(TrainConfig {
+        model,
+        dataset: args.dataset.clone(),
+        data_dir: resolve_data_dir(args.data_dir.as_deref()),
+        target_size,
+        color_mode: args.color_mode.clone(),
+        interpolation: args.interpolation.clone(),
+        class_mode: args.class_mode.clone(),
+        epochs: args.epochs.unwrap_or(10),
+        batch_size: args.batch_size,
+        optimizer: optimizer(args)?,
+        validation_split: args.validation_split,
+        early_stopping: (!args.no_early_stopping).then(|| EarlyStoppingConfig {
+            monitor: args.monitor.clone(),
+            min_delta: args.min_delta,
+            patience: args.patience,
+            mode: Mode::Auto,
+            baseline: None,
+            restore_best_weights: args.restore_best_weights,
+        }),
+        checkpoint: ModelCheckpointConfig {
+            monitor: args.checkpoint_monitor.clone(),
+            save_best_only: true,
+            mode: Mode::Auto,
+        },
+        rescale: args.rescale,
+        augment: AugmentOptions {
+            rotation_range: args.rotation_range,
+            width_shift_range: args.width_shift_range,
+            height_shift_range: args.height_shift_range,
+            zoom_range: args.zoom_range,
+            horizontal_flip: args.horizontal_flip,
+            vertical_flip: args.vertical_flip,
+            featurewise_center: args.featurewise_center,
+            featurewise_std_normalization: args.featurewise_std_normalization,
+        },
+        seed: args.seed,
+        freeze_until: args.freeze_until.clone(),
+        init_weights: args.weights.clone(),
+    })
+}
+
+/// Runs `lcnn train`.
+pub fn run_train(args: TrainArgs) -> Result<()> {
+    let device = Device::flex();
+    let (config, out, resume) = match &args.resume {
+        Some(dir) => {
+            let mut config = lcnn::train::run::load_config(&lcnn::train::RunFiles::new(dir))?;
+            if let Some(e) = args.epochs {
+                config.epochs = e;
+            }
+            (config, dir.clone(), true)
+        }
+        None => {
+            let config = config(&args)?;
+            let out = args.out.clone().unwrap_or_else(|| {
+                let t = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let name = config
+                    .dataset
+                    .split([':', '/'])
+                    .next_back()
+                    .unwrap_or("data")
+                    .to_string();
+                PathBuf::from(format!("runs/{}-{}-{t}", config.model, name))
+            });
+            (config, out, false)
+        }
+    };
+    let opts = FitOptions {
+        out: out.clone(),
+        resume,
+        quiet: args.quiet,
+        offline: args.offline,
+        device,
+    };
+    let report = fit(&config, &opts)?;
+    if let Some(test) = report.test {
+        println!("test_loss: {:.4}", test.loss);
+        println!("test_accuracy: {:.4}", test.accuracy);
+    }
+    eprintln!("run folder: {}", out.display());
+    Ok(())
+}
+
+/// Arguments of `lcnn eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Run folder made by `lcnn train`.
+    #[arg(long)]
+    run: PathBuf,
+    /// Dataset to evaluate on (default: the run's), its test split (or train if none).
+    #[arg(long)]
+    dataset: Option<String>,
+    /// Folder holding mnist/ and cifar10/ (default: the run's).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Batch size.
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    /// Never download datasets.
+    #[arg(long)]
+    offline: bool,
+}
+
+/// Runs `lcnn eval`.
+pub fn run_eval(args: EvalArgs) -> Result<()> {
+    let device = Device::flex();
+    let run = LoadedRun::load(&args.run, &device)?;
+    let dataset = args
+        .dataset
+        .clone()
+        .unwrap_or_else(|| run.config.dataset.clone());
+    let spec: DatasetSpec = dataset.parse()?;
+    let opts = LoadOptions {
+        data_dir: args
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| run.config.data_dir.clone()),
+        target_size: run.config.target_size,
+        interpolation: run.config.interpolation.parse()?,
+        color_mode: run.config.color_mode.parse()?,
+        offline: args.offline,
+    };
+    let splits = load(&spec, &opts)?;
+    let (name, ds) = match splits.test {
+        Some(t) => ("test", t),
+        None => ("train", splits.train),
+    };
+    let (h, w, c) = ds.shape();
+    if (lcnn::models::Shape::Image { h, w, c }) != run.preprocess.input {
+        bail!(
+            "dataset images are {h}x{w}x{c}, the model expects {:?}",
+            run.preprocess.input
+        );
+    }
+    let result = evaluate(
+        &run.network,
+        std::sync::Arc::new(ds),
+        run.augmenter(),
+        args.batch_size,
+        run.model.classes,
+        &device,
+    )
+    .with_context(|| format!("evaluating on the {name} split of {dataset}"))?;
+    println!("test_loss: {:.4}", result.loss);
+    println!("test_accuracy: {:.4}", result.accuracy);
+    Ok(())
+}
+
+/// Arguments of `lcnn predict`.
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// Run folder made by `lcnn train`.
+    #[arg(long)]
+    run: PathBuf,
+    /// Classes to show per image.
+    #[arg(long, default_value_t = 3)]
+    top: usize,
+    /// Image files (jpg, png, bmp).
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+}
+
+/// Runs `lcnn predict`.
+pub fn run_predict(args: PredictArgs) -> Result<()> {
+    let device = Device::flex();
+    let run = LoadedRun::load(&args.run, &device)?;
+    for p in predict_files(&run, &args.images, args.top, &device)? {
+        let top: Vec<String> = p
+            .top
+            .iter()
+            .map(|(c, prob)| format!("{c} {prob:.4}"))
+            .collect();
+        println!("{}: {}", p.file.display(), top.join(", "));
+    }
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! The `lcnn` binary end to end: summary totals, errors on bad arguments, and a training run
+//! killed with SIGKILL then resumed, which must end with the same weights as an uninterrupted
+//! run; eval and predict on the result.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn lcnn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lcnn"))
+        .args(args)
+        .output()
+        .expect("run lcnn")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn summary_totals_equal_keras() {
+    let cases: [(&[&str], &str, &str); 7] = [
+        (&["--model", "lcnn", "--input", "28x28x1"], "164,938", "672"),
+        (&["--model", "lcnn", "--input", "32x32x3"], "183,498", "672"),
+        (
+            &["--model", "allconv", "--input", "32x32x3"],
+            "1,369,738",
+            "0",
+        ),
+        (
+            &["--model", "separable", "--input", "64x64x3"],
+            "38,309",
+            "0",
+        ),
+        (
+            &["--model", "vgg16", "--input", "150x150x3", "--no-top"],
+            "14,714,688",
+            "0",
+        ),
+        (
+            &[
+                "--model",
+                "vgg16",
+                "--input",
+                "224x224x3",
+                "--classes",
+                "1000",
+            ],
+            "138,357,544",
+            "0",
+        ),
+        (
+            &["--model", "lightcnn9", "--input", "128x128x1", "--no-top"],
+            "5,480,864",
+            "0",
+        ),
+    ];
+    for (args, total, non_trainable) in cases {
+        let o = lcnn(&[&["summary"], args].concat());
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        let out = stdout(&o);
+        assert!(
+            out.contains(&format!("Total params: {total}\n")),
+            "{args:?}:\n{out}"
+        );
+        assert!(
+            out.contains(&format!("Non-trainable params: {non_trainable}\n")),
+            "{args:?}:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn bad_arguments_exit_2_with_one_line() {
+    for (args, needle) in [
+        (
+            &["summary", "--model", "lcnn", "--input", "28x28"][..],
+            "invalid input shape `28x28`",
+        ),
+        (
+            &["summary", "--model", "resnet"][..],
+            "unknown model `resnet`",
+        ),
+        (
+            &["summary", "--model", "lcnn", "--input", "8x8x1"][..],
+            "input too small",
+        ),
+        (
+            &["train", "--optimizer", "adagrad", "--epochs", "1"][..],
+            "unknown optimizer `adagrad`",
+        ),
+        (&["eval", "--run", "/nonexistent/run"][..], "config.json"),
+    ] {
+        let o = lcnn(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = stderr(&o);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+fn temp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("lcnn-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn train_args<'a>(data: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "train",
+        "--dataset",
+        data,
+        "--color-mode",
+        "grayscale",
+        "--epochs",
+        "5",
+        "--batch-size",
+        "4",
+        "--width-shift-range",
+        "0.1",
+        "--horizontal-flip",
+        "--patience",
+        "10",
+        "--seed",
+        "3",
+        "--quiet",
+        "--out",
+        out,
+    ]
+}
+
+fn rows(history: &Path) -> usize {
+    std::fs::read_to_string(history)
+        .map(|s| s.lines().count().saturating_sub(1))
+        .unwrap_or(0)
+}
+
+#[test]
+fn sigkill_then_resume_matches_an_uninterrupted_run() {
+    let dir = temp("resume");
+    lcnn::data::synthetic::write_halves_folder(&dir.join("data"), 24, 16).unwrap();
+    let data = format!("images:{}", dir.join("data").display());
+    let (full, killed) = (dir.join("full"), dir.join("killed"));
+
+    let o = lcnn(&train_args(&data, full.to_str().unwrap()));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("test_accuracy: "), "{}", stdout(&o));
+
+    // Kill the second run in the middle of its second epoch.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lcnn"))
+        .args(train_args(&data, killed.to_str().unwrap()))
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while rows(&killed.join("history.csv")) < 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no epoch finished"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        rows(&killed.join("history.csv")) < 5,
+        "the run finished before it was killed"
+    );
+    assert!(!killed.join("model.safetensors").exists());
+
+    let o = lcnn(&["train", "--resume", killed.to_str().unwrap(), "--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(rows(&killed.join("history.csv")), 5);
+    let (a, _) = lcnn::weights::safetensors::load(&full.join("model.safetensors")).unwrap();
+    let (b, _) = lcnn::weights::safetensors::load(&killed.join("model.safetensors")).unwrap();
+    for (x, y) in a.iter().zip(&b) {
+        assert!(
+            x.name == y.name && x.data == y.data,
+            "`{}` differs after resume",
+            x.name
+        );
+    }
+
+    // eval prints the two lines; predict ranks the classes of an image.
+    let o = lcnn(&["eval", "--run", full.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("test_loss: ") && out.contains("test_accuracy: "),
+        "{out}"
+    );
+    let image = dir.join("data/test/left/000.png");
+    let o = lcnn(&[
+        "predict",
+        "--run",
+        full.to_str().unwrap(),
+        image.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("000.png: ") && out.contains("left ") && out.contains("right "),
+        "{out}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

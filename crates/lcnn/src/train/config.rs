@@ -1,0 +1,124 @@
+//! Everything a training run needs to be reproduced, saved as the run folder's `config.json`.
+//! The defaults are the seeds' MNIST recipe: LCNN, Adam 1e-3, batch 256, 10 epochs, validation
+//! split 0.2, early stopping on val_loss with patience 3.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::callbacks::{EarlyStoppingConfig, ModelCheckpointConfig};
+use crate::data::AugmentConfig;
+use crate::models::ModelName;
+
+use super::optim::OptimizerConfig;
+
+/// Keras `ImageDataGenerator` options, as saved in `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct AugmentOptions {
+    /// Degrees.
+    pub rotation_range: f32,
+    /// Fraction of the width (or pixels from 1).
+    pub width_shift_range: f32,
+    /// Fraction of the height (or pixels from 1).
+    pub height_shift_range: f32,
+    /// Zoom range.
+    pub zoom_range: f32,
+    /// Random left-right flips.
+    pub horizontal_flip: bool,
+    /// Random top-bottom flips.
+    pub vertical_flip: bool,
+    /// Subtract the training set's per-channel mean.
+    pub featurewise_center: bool,
+    /// Divide by the training set's per-channel std.
+    pub featurewise_std_normalization: bool,
+}
+
+impl AugmentOptions {
+    /// The data layer's configuration with `rescale`.
+    pub fn to_config(&self, rescale: f32) -> AugmentConfig {
+        AugmentConfig {
+            rotation_range: self.rotation_range,
+            width_shift_range: self.width_shift_range,
+            height_shift_range: self.height_shift_range,
+            zoom_range: self.zoom_range,
+            horizontal_flip: self.horizontal_flip,
+            vertical_flip: self.vertical_flip,
+            rescale,
+            featurewise_center: self.featurewise_center,
+            featurewise_std_normalization: self.featurewise_std_normalization,
+        }
+    }
+}
+
+/// A training run's configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Model of the zoo.
+    pub model: ModelName,
+    /// Dataset: `mnist`, `cifar10` or `images:DIR`.
+    pub dataset: String,
+    /// Where `mnist/` and `cifar10/` are found.
+    pub data_dir: PathBuf,
+    /// Resize images to `(height, width)`.
+    pub target_size: Option<(usize, usize)>,
+    /// `rgb` or `grayscale`.
+    pub color_mode: String,
+    /// `nearest` or `bilinear`.
+    pub interpolation: String,
+    /// `categorical` (softmax) or `binary` (one sigmoid unit; two classes).
+    pub class_mode: String,
+    /// Epochs (Keras `epochs`).
+    pub epochs: usize,
+    /// Batch size.
+    pub batch_size: usize,
+    /// The optimizer.
+    pub optimizer: OptimizerConfig,
+    /// Keras `validation_split`: the last fraction of the training set, before shuffling.
+    pub validation_split: f64,
+    /// Early stopping, if any.
+    pub early_stopping: Option<EarlyStoppingConfig>,
+    /// The best checkpoint (`best.safetensors`).
+    pub checkpoint: ModelCheckpointConfig,
+    /// Multiplier on raw 0-255 pixels (1/255 by default; 1 for models trained on raw pixels).
+    pub rescale: f32,
+    /// Augmentation.
+    pub augment: AugmentOptions,
+    /// Seed of weights, shuffling, augmentation and dropout.
+    pub seed: u64,
+    /// Freeze every layer before this one (fine-tuning), by name.
+    pub freeze_until: Option<String>,
+    /// Initial weights (safetensors), loaded by layer name before training.
+    pub init_weights: Option<PathBuf>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            model: ModelName::Lcnn,
+            dataset: "mnist".into(),
+            data_dir: crate::data::resolve_data_dir(None),
+            target_size: None,
+            color_mode: "rgb".into(),
+            interpolation: "nearest".into(),
+            class_mode: "categorical".into(),
+            epochs: 10,
+            batch_size: 256,
+            optimizer: OptimizerConfig::adam(),
+            validation_split: 0.2,
+            early_stopping: Some(EarlyStoppingConfig {
+                patience: 3,
+                ..Default::default()
+            }),
+            checkpoint: ModelCheckpointConfig {
+                save_best_only: true,
+                ..Default::default()
+            },
+            rescale: 1.0 / 255.0,
+            augment: AugmentOptions::default(),
+            seed: 42,
+            freeze_until: None,
+            init_weights: None,
+        }
+    }
+}

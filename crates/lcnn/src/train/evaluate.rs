@@ -1,0 +1,149 @@
+//! `evaluate` (loss and accuracy over a dataset, Keras' `model.evaluate`) and `predict` (class
+//! probabilities for image files).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::data::folder::decode_file;
+use crate::data::imageops::resize;
+use crate::data::{Augmenter, BatchLoader, ColorMode, Dataset, Interpolation, LoaderConfig};
+use crate::models::{Network, Shape};
+
+use super::loss::loss_for;
+use super::run::LoadedRun;
+use super::TrainError;
+
+/// Mean loss and accuracy over a dataset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EvalResult {
+    /// Mean loss per sample.
+    pub loss: f64,
+    /// Fraction of correct predictions.
+    pub accuracy: f64,
+    /// Samples seen.
+    pub samples: usize,
+}
+
+/// Evaluates an inference-mode network (`network.valid()`) on `dataset`, preprocessing with
+/// `augmenter` (no random transform). `classes` is the model's output count (1 = sigmoid).
+pub fn evaluate(
+    network: &Network,
+    dataset: Arc<Dataset>,
+    augmenter: Arc<Augmenter>,
+    batch_size: usize,
+    classes: usize,
+    device: &Device,
+) -> Result<EvalResult, TrainError> {
+    let mut loader_cfg = LoaderConfig::new(batch_size);
+    loader_cfg.augment = false;
+    let loader = BatchLoader::new(dataset, augmenter, loader_cfg)?;
+    let (mut loss_sum, mut correct, mut samples) = (0.0f64, 0usize, 0usize);
+    for batch in loader {
+        let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), device);
+        let out = loss_for(classes, network.forward_logits(x), &batch.labels);
+        loss_sum += out.loss.into_scalar::<f32>() as f64 * batch.len as f64;
+        correct += out.correct;
+        samples += batch.len;
+    }
+    let n = samples.max(1) as f64;
+    Ok(EvalResult {
+        loss: loss_sum / n,
+        accuracy: correct as f64 / n,
+        samples,
+    })
+}
+
+/// The top classes of one image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// The image file.
+    pub file: PathBuf,
+    /// `(class name, probability)`, most probable first.
+    pub top: Vec<(String, f32)>,
+}
+
+/// Decodes, resizes (nearest, as Keras' default) and preprocesses image files, and returns the
+/// `k` most probable classes of each.
+pub fn predict_files(
+    run: &LoadedRun,
+    files: &[PathBuf],
+    k: usize,
+    device: &Device,
+) -> Result<Vec<Prediction>, TrainError> {
+    let Shape::Image { h, w, c } = run.preprocess.input else {
+        return Err(TrainError::Config(
+            "the model's input is not an image".into(),
+        ));
+    };
+    let color = if c == 1 {
+        ColorMode::Grayscale
+    } else {
+        ColorMode::Rgb
+    };
+    let interpolation: Interpolation = run
+        .config
+        .interpolation
+        .parse()
+        .unwrap_or(Interpolation::Nearest);
+    let aug = run.preprocess.augmenter();
+    let mut out = Vec::with_capacity(files.len());
+    for file in files {
+        let (pixels, ih, iw) = decode_file(file, color)?;
+        let pixels = if (ih, iw) == (h, w) {
+            pixels
+        } else {
+            resize(&pixels, (ih, iw, c), (h, w), interpolation)
+        };
+        let x = preprocess_chw(&aug, &pixels, h, w, c);
+        let x = Tensor::<4>::from_data(TensorData::new(x, [1, c, h, w]), device);
+        let probs = run
+            .network
+            .forward(x)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap_or_default();
+        let probs = if probs.len() == 1 {
+            // One sigmoid unit: P(class 1) and P(class 0).
+            vec![1.0 - probs[0], probs[0]]
+        } else {
+            probs
+        };
+        let mut ranked: Vec<(String, f32)> = probs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                (
+                    run.preprocess
+                        .classes
+                        .get(i)
+                        .cloned()
+                        .unwrap_or_else(|| i.to_string()),
+                    *p,
+                )
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        ranked.truncate(k.max(1));
+        out.push(Prediction {
+            file: file.clone(),
+            top: ranked,
+        });
+    }
+    Ok(out)
+}
+
+/// HWC u8 pixels to a CHW f32 image with rescale and featurewise normalization.
+fn preprocess_chw(aug: &Augmenter, hwc: &[u8], h: usize, w: usize, c: usize) -> Vec<f32> {
+    let mut x: Vec<f32> = hwc.iter().map(|v| *v as f32).collect();
+    aug.standardize(&mut x, c);
+    let mut chw = vec![0.0f32; c * h * w];
+    for (i, px) in x.chunks_exact(c).enumerate() {
+        for (ch, v) in px.iter().enumerate() {
+            chw[ch * h * w + i] = *v;
+        }
+    }
+    chw
+}

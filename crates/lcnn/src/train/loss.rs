@@ -1,0 +1,180 @@
+//! Losses from logits, numerically stable, with Keras' values:
+//!
+//! - categorical cross-entropy: `-mean_n log softmax(z_n)[y_n]` (Keras computes it from the
+//!   softmax layer's logits when the model ends in softmax);
+//! - binary cross-entropy on one sigmoid unit: `mean_n softplus(z_n) - y_n z_n`.
+//!
+//! Both also return how many predictions were right (argmax, or `z > 0`), read once per step.
+//! Reference values: `reference/losses.py`.
+
+use burn::tensor::activation::{log_softmax, relu};
+use burn::tensor::{Tensor, TensorData};
+
+/// The loss of a batch (a scalar tensor, differentiable) and its number of correct predictions.
+pub struct LossOutput {
+    /// Mean loss over the batch, shape `[1]`.
+    pub loss: Tensor<1>,
+    /// Correct predictions in the batch.
+    pub correct: usize,
+}
+
+/// Categorical cross-entropy from logits.
+///
+/// # Shapes
+/// - `logits`: `[N, K]`
+/// - `labels`: `N` class indices below `K`
+pub fn categorical_cross_entropy(logits: Tensor<2>, labels: &[u32]) -> LossOutput {
+    let [n, k] = logits.dims();
+    let device = logits.device();
+    let predicted = logits.clone().argmax(1).into_data();
+    let correct = int_values(predicted)
+        .iter()
+        .zip(labels)
+        .filter(|(p, y)| **p == **y as i64)
+        .count();
+    let mut onehot = vec![0.0f32; n * k];
+    for (i, y) in labels.iter().enumerate() {
+        onehot[i * k + *y as usize] = 1.0;
+    }
+    let onehot = Tensor::<2>::from_data(TensorData::new(onehot, [n, k]), &device);
+    let loss = (log_softmax(logits, 1) * onehot)
+        .sum()
+        .neg()
+        .div_scalar(n as f64);
+    LossOutput {
+        loss: loss.reshape([1]),
+        correct,
+    }
+}
+
+/// Binary cross-entropy from the logit of one sigmoid unit.
+///
+/// # Shapes
+/// - `logits`: `[N, 1]`
+/// - `labels`: `N` values in {0, 1}
+pub fn binary_cross_entropy(logits: Tensor<2>, labels: &[u32]) -> LossOutput {
+    let [n, _] = logits.dims();
+    let device = logits.device();
+    let z = logits.reshape([n]);
+    let positive = z.clone().greater_elem(0.0).int().into_data();
+    let correct = int_values(positive)
+        .iter()
+        .zip(labels)
+        .filter(|(p, y)| **p == **y as i64)
+        .count();
+    let y: Vec<f32> = labels.iter().map(|v| *v as f32).collect();
+    let y = Tensor::<1>::from_data(TensorData::new(y, [n]), &device);
+    // softplus(z) = relu(z) + log(1 + exp(-|z|)), stable for any z.
+    let softplus = relu(z.clone()) + z.clone().abs().neg().exp().log1p();
+    let loss = (softplus - z * y).mean();
+    LossOutput {
+        loss: loss.reshape([1]),
+        correct,
+    }
+}
+
+fn int_values(data: TensorData) -> Vec<i64> {
+    data.convert::<i64>()
+        .try_into_vec::<i64>()
+        .unwrap_or_default()
+}
+
+/// The loss for `classes` outputs: binary cross-entropy for one unit, categorical otherwise.
+pub fn loss_for(classes: usize, logits: Tensor<2>, labels: &[u32]) -> LossOutput {
+    if classes == 1 {
+        binary_cross_entropy(logits, labels)
+    } else {
+        categorical_cross_entropy(logits, labels)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+
+    fn fixture() -> serde_json::Value {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/losses.json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn matrix(v: &serde_json::Value) -> (Vec<f32>, usize, usize) {
+        let rows = v.as_array().unwrap();
+        let cols = rows[0].as_array().map(|r| r.len()).unwrap_or(1);
+        let data = rows
+            .iter()
+            .flat_map(|r| match r.as_array() {
+                Some(r) => r
+                    .iter()
+                    .map(|x| x.as_f64().unwrap() as f32)
+                    .collect::<Vec<_>>(),
+                None => vec![r.as_f64().unwrap() as f32],
+            })
+            .collect();
+        (data, rows.len(), cols)
+    }
+
+    fn labels(v: &serde_json::Value) -> Vec<u32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as u32)
+            .collect()
+    }
+
+    #[test]
+    fn losses_and_gradients_match_keras_reference() {
+        let fx = fixture();
+        let device = Device::flex().autodiff();
+        for case in ["cce", "cce_saturated", "bce", "bce_saturated"] {
+            let c = &fx[case];
+            let (z, n, k) = matrix(&c["logits"]);
+            // BCE cases are multi-label [n, k]: each entry is one sigmoid unit, and Keras' mean
+            // over the last axis then the batch is the mean over all n * k of them.
+            let (y, shape) = if case.starts_with("cce") {
+                (labels(&c["labels"]), [n, k])
+            } else {
+                (
+                    matrix(&c["labels"]).0.iter().map(|v| *v as u32).collect(),
+                    [n * k, 1],
+                )
+            };
+            let logits = Tensor::<2>::from_data(TensorData::new(z, shape), &device).require_grad();
+            let out = if case.starts_with("cce") {
+                categorical_cross_entropy(logits.clone(), &y)
+            } else {
+                binary_cross_entropy(logits.clone(), &y)
+            };
+            let want = c["loss_from_logits"].as_f64().unwrap();
+            let got = out.loss.clone().into_scalar::<f32>() as f64;
+            assert!(
+                (got - want).abs() < 1e-5 * (1.0 + want.abs()),
+                "{case}: {got} vs {want}"
+            );
+            let grads = out.loss.backward();
+            let g = logits
+                .grad(&grads)
+                .unwrap()
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap();
+            let (want_g, _, _) = matrix(&c["grad_logits"]);
+            for (a, b) in g.iter().zip(&want_g) {
+                assert!((a - b).abs() < 1e-5, "{case} grad: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn accuracy_counts() {
+        let device = Device::flex();
+        let z = Tensor::<2>::from_data(
+            TensorData::from([[2.0f32, 1.0], [0.0, 3.0], [5.0, -1.0]]),
+            &device,
+        );
+        assert_eq!(categorical_cross_entropy(z, &[0, 1, 1]).correct, 2);
+        let z = Tensor::<2>::from_data(TensorData::from([[2.0f32], [-1.0], [0.5]]), &device);
+        assert_eq!(binary_cross_entropy(z, &[1, 0, 0]).correct, 2);
+    }
+}

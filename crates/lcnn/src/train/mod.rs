@@ -1,0 +1,57 @@
+//! Training with Keras semantics: `fit` (optimizers, losses, validation split, callbacks,
+//! run folder, resume), `evaluate` and `predict`.
+
+pub mod config;
+pub mod evaluate;
+pub mod fit;
+pub mod loss;
+pub mod optim;
+pub mod run;
+
+pub use config::{AugmentOptions, TrainConfig};
+pub use evaluate::{evaluate, predict_files, EvalResult, Prediction};
+pub use fit::{fit, FitOptions, FitReport};
+pub use optim::OptimizerConfig;
+pub use run::{LoadedRun, RunFiles};
+
+use std::path::PathBuf;
+
+/// What can go wrong in training, evaluation or prediction.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A data problem (the message names the file).
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    /// A model problem.
+    #[error(transparent)]
+    Model(#[from] crate::models::ModelError),
+    /// A weights file problem.
+    #[error(transparent)]
+    Weights(#[from] crate::weights::WeightsError),
+    /// A callback problem (bad monitor, history file).
+    #[error(transparent)]
+    Callback(#[from] crate::callbacks::CallbackError),
+    /// A bad option.
+    #[error("{0}")]
+    Config(String),
+    /// The loss became NaN or infinite.
+    #[error("loss is {value} at epoch {epoch}, step {step}: training stopped; the best checkpoint ({best}) and the last finished epoch are kept")]
+    NonFiniteLoss {
+        /// 1-based epoch.
+        epoch: usize,
+        /// 1-based step.
+        step: usize,
+        /// The loss value.
+        value: f64,
+        /// Path of the best checkpoint.
+        best: PathBuf,
+    },
+    /// A run folder file that is missing or unreadable.
+    #[error("{file}: {reason}")]
+    Run {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}

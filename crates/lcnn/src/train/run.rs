@@ -1,0 +1,199 @@
+//! The run folder: `config.json`, `history.csv`, `history.png`, `best.safetensors`,
+//! `last.safetensors` (the resume point: weights, optimizer state and loop state in one atomic
+//! file) and `model.safetensors` (the model as `fit` leaves it).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use burn::module::Module;
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::callbacks::{EarlyStoppingState, ModelCheckpointState};
+use crate::data::Augmenter;
+use crate::models::{ModelConfig, Network, Shape};
+use crate::util::write_atomic;
+use crate::weights::{import, safetensors};
+
+use super::{TrainConfig, TrainError};
+
+/// Paths of a run folder's files.
+#[derive(Debug, Clone)]
+pub struct RunFiles {
+    /// The folder.
+    pub dir: PathBuf,
+}
+
+impl RunFiles {
+    /// The files of `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        RunFiles { dir: dir.into() }
+    }
+    /// `config.json`.
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+    /// `history.csv`.
+    pub fn history_csv(&self) -> PathBuf {
+        self.dir.join(crate::callbacks::HISTORY_CSV)
+    }
+    /// `history.png`.
+    pub fn history_png(&self) -> PathBuf {
+        self.dir.join(crate::callbacks::HISTORY_PNG)
+    }
+    /// `best.safetensors`.
+    pub fn best(&self) -> PathBuf {
+        self.dir.join("best.safetensors")
+    }
+    /// `last.safetensors` (the resume point).
+    pub fn last(&self) -> PathBuf {
+        self.dir.join("last.safetensors")
+    }
+    /// `model.safetensors`.
+    pub fn model(&self) -> PathBuf {
+        self.dir.join("model.safetensors")
+    }
+}
+
+/// The loop state saved in the resume point's metadata (`state`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoopState {
+    /// Epochs finished.
+    pub epochs_done: usize,
+    /// Optimizer updates done (Keras `iterations`).
+    pub iterations: u64,
+    /// Early stopping.
+    pub early_stopping: Option<EarlyStoppingState>,
+    /// Best-checkpoint callback.
+    pub checkpoint: ModelCheckpointState,
+    /// Whether early stopping ended the run.
+    pub stopped: bool,
+}
+
+/// What preprocessing a trained model expects, saved in every weights file's metadata so
+/// `eval` and `predict` apply the same.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Preprocess {
+    /// Multiplier on raw pixels.
+    pub rescale: f32,
+    /// Per-channel mean subtracted after rescale.
+    pub mean: Option<Vec<f32>>,
+    /// Per-channel std divided by after centering.
+    pub std: Option<Vec<f32>>,
+    /// Class names, in label order.
+    pub classes: Vec<String>,
+    /// The model input (height, width, channels).
+    pub input: Shape,
+}
+
+impl Preprocess {
+    /// The augmenter that applies only this preprocessing (no random transform).
+    pub fn augmenter(&self) -> Augmenter {
+        let mut a = Augmenter::rescale_only(self.rescale);
+        a.config.featurewise_center = self.mean.is_some();
+        a.config.featurewise_std_normalization = self.std.is_some();
+        a.mean = self.mean.clone();
+        a.std = self.std.clone();
+        a
+    }
+}
+
+/// Writes `config.json` atomically.
+pub fn save_config(files: &RunFiles, config: &TrainConfig) -> Result<(), TrainError> {
+    let json =
+        serde_json::to_string_pretty(config).map_err(|e| TrainError::Config(e.to_string()))?;
+    write_atomic(&files.config(), json.as_bytes()).map_err(|e| TrainError::Run {
+        file: files.config(),
+        reason: e.to_string(),
+    })
+}
+
+/// Reads `config.json`.
+pub fn load_config(files: &RunFiles) -> Result<TrainConfig, TrainError> {
+    let path = files.config();
+    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::Run {
+        file: path.clone(),
+        reason: format!(
+            "cannot read the run's configuration ({e}); is this a run folder made by `lcnn train`?"
+        ),
+    })?;
+    serde_json::from_str(&text).map_err(|e| TrainError::Run {
+        file: path,
+        reason: format!("invalid config.json: {e}"),
+    })
+}
+
+/// The metadata every weights file of a run carries.
+pub fn weights_metadata(config: &ModelConfig, pre: &Preprocess) -> HashMap<String, String> {
+    HashMap::from([
+        ("format".to_string(), "lcnn".to_string()),
+        (
+            "model".to_string(),
+            serde_json::to_string(config).unwrap_or_default(),
+        ),
+        (
+            "preprocess".to_string(),
+            serde_json::to_string(pre).unwrap_or_default(),
+        ),
+    ])
+}
+
+/// A trained model ready for inference, with what it expects.
+pub struct LoadedRun {
+    /// The run's configuration.
+    pub config: TrainConfig,
+    /// The model (inference mode).
+    pub network: Network,
+    /// Preprocessing and class names.
+    pub preprocess: Preprocess,
+    /// The model configuration.
+    pub model: ModelConfig,
+}
+
+impl LoadedRun {
+    /// Loads `model.safetensors` (or, for a run still going or stopped, `best`, then `last`).
+    pub fn load(dir: &Path, device: &Device) -> Result<LoadedRun, TrainError> {
+        let files = RunFiles::new(dir);
+        let config = load_config(&files)?;
+        let path = [files.model(), files.best(), files.last()]
+            .into_iter()
+            .find(|p| p.exists())
+            .ok_or_else(|| TrainError::Run {
+                file: files.model(),
+                reason: "no weights in the run folder (model, best or last .safetensors)".into(),
+            })?;
+        let ckpt = safetensors::load_checkpoint(&path)?;
+        let field = |k: &str| {
+            ckpt.metadata.get(k).ok_or_else(|| TrainError::Run {
+                file: path.clone(),
+                reason: format!(
+                    "metadata field `{k}` is missing: not a checkpoint written by lcnn train"
+                ),
+            })
+        };
+        let model: ModelConfig =
+            serde_json::from_str(field("model")?).map_err(|e| TrainError::Run {
+                file: path.clone(),
+                reason: format!("metadata `model`: {e}"),
+            })?;
+        let preprocess: Preprocess =
+            serde_json::from_str(field("preprocess")?).map_err(|e| TrainError::Run {
+                file: path.clone(),
+                reason: format!("metadata `preprocess`: {e}"),
+            })?;
+        let network = Network::new(&model.spec()?, device)?;
+        let network = import(network, ckpt.tensors, false, &path)?.valid();
+        Ok(LoadedRun {
+            config,
+            network,
+            preprocess,
+            model,
+        })
+    }
+
+    /// The preprocessing as an augmenter (no random transform).
+    pub fn augmenter(&self) -> Arc<Augmenter> {
+        Arc::new(self.preprocess.augmenter())
+    }
+}

@@ -1,0 +1,215 @@
+//! Training end to end on a tiny synthetic image folder: it learns, a resumed run ends with the
+//! same weights as an uninterrupted one, a diverging run stops cleanly, frozen layers do not
+//! move.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use lcnn::callbacks::{EarlyStoppingConfig, ModelCheckpointConfig};
+use lcnn::train::{fit, FitOptions, OptimizerConfig, TrainConfig, TrainError};
+use lcnn::weights::safetensors;
+
+/// The synthetic two-class folder (16x16 grayscale).
+pub fn synthetic_folder(dir: &Path, per_class: usize) {
+    lcnn::data::synthetic::write_halves_folder(dir, per_class, 16).unwrap();
+}
+
+fn temp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("lcnn-it-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn config(data: &Path, epochs: usize) -> TrainConfig {
+    TrainConfig {
+        dataset: format!("images:{}", data.display()),
+        color_mode: "grayscale".into(),
+        epochs,
+        batch_size: 16,
+        optimizer: OptimizerConfig::adam(),
+        validation_split: 0.25,
+        early_stopping: None,
+        checkpoint: ModelCheckpointConfig {
+            save_best_only: true,
+            ..Default::default()
+        },
+        seed: 7,
+        ..TrainConfig::default()
+    }
+}
+
+/// Burn's random numbers (initialization, dropout) come from one generator per backend,
+/// seeded by `fit`: runs in parallel threads of one process would draw from each other's
+/// stream, so the tests that train take turns.
+pub static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn opts(out: &Path, resume: bool) -> FitOptions {
+    FitOptions {
+        out: out.to_path_buf(),
+        resume,
+        quiet: true,
+        offline: true,
+        device: Device::flex(),
+    }
+}
+
+#[test]
+fn allconv_learns_a_synthetic_folder_and_writes_the_run_folder() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = temp("learn");
+    synthetic_folder(&dir.join("data"), 48);
+    let out = dir.join("run");
+    // All-CNN-C has no BatchNorm, whose moving statistics (Keras momentum 0.99) need a few
+    // hundred steps to settle, more than this tiny set gives.
+    let mut cfg = config(&dir.join("data"), 6);
+    cfg.model = lcnn::models::ModelName::AllConv;
+    cfg.batch_size = 8;
+    let report = fit(&cfg, &opts(&out, false)).unwrap();
+    assert_eq!(report.history.len(), 6);
+    let test = report.test.unwrap();
+    assert!(test.accuracy >= 0.9, "test accuracy {}", test.accuracy);
+    let first = report.history[0]["loss"];
+    let last = report.history[5]["loss"];
+    assert!(last < first, "loss did not fall: {first} -> {last}");
+    for f in [
+        "config.json",
+        "history.csv",
+        "history.png",
+        "best.safetensors",
+        "last.safetensors",
+        "model.safetensors",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let csv = std::fs::read_to_string(out.join("history.csv")).unwrap();
+    assert!(
+        csv.starts_with("epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 7);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Asserts two weight files hold identical tensors, naming the first that differs.
+pub fn same_weights(a: &Path, b: &Path, what: &str) {
+    let (a, _) = safetensors::load(a).unwrap();
+    let (b, _) = safetensors::load(b).unwrap();
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        let diff = x
+            .data
+            .iter()
+            .zip(&y.data)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            x.name == y.name && diff == 0.0,
+            "{what}: `{}` differs by up to {diff}",
+            x.name
+        );
+    }
+}
+
+#[test]
+fn resumed_run_ends_with_the_same_weights() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = temp("resume");
+    synthetic_folder(&dir.join("data"), 24);
+    let mut cfg = config(&dir.join("data"), 3);
+    cfg.early_stopping = Some(EarlyStoppingConfig {
+        patience: 5,
+        restore_best_weights: true,
+        ..Default::default()
+    });
+    // Dropout and augmentation draw random numbers too.
+    cfg.augment.width_shift_range = 0.1;
+    cfg.augment.horizontal_flip = true;
+    fit(&cfg, &opts(&dir.join("full"), false)).unwrap();
+
+    let mut first = cfg.clone();
+    first.epochs = 1;
+    fit(&first, &opts(&dir.join("split"), false)).unwrap();
+    fit(&cfg, &opts(&dir.join("split"), true)).unwrap();
+
+    fit(&cfg, &opts(&dir.join("again"), false)).unwrap();
+    same_weights(
+        &dir.join("full/model.safetensors"),
+        &dir.join("again/model.safetensors"),
+        "a second identical run",
+    );
+    same_weights(
+        &dir.join("full/model.safetensors"),
+        &dir.join("split/model.safetensors"),
+        "the resumed run",
+    );
+    let ha = std::fs::read_to_string(dir.join("full/history.csv")).unwrap();
+    let hb = std::fs::read_to_string(dir.join("split/history.csv")).unwrap();
+    let strip = |s: &str| {
+        s.lines()
+            .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        strip(&ha),
+        strip(&hb),
+        "histories differ (seconds column aside)"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn diverging_loss_stops_with_a_clear_error_and_keeps_checkpoints() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = temp("nan");
+    synthetic_folder(&dir.join("data"), 16);
+    let mut cfg = config(&dir.join("data"), 3);
+    cfg.optimizer = OptimizerConfig::Sgd {
+        learning_rate: 1e30,
+        momentum: 0.0,
+        nesterov: false,
+        decay: 0.0,
+    };
+    let err = fit(&cfg, &opts(&dir.join("run"), false)).unwrap_err();
+    assert!(matches!(err, TrainError::NonFiniteLoss { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("loss is") && msg.contains("best.safetensors"),
+        "{msg}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn frozen_layers_get_no_updates_including_batchnorm_statistics() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = temp("freeze");
+    synthetic_folder(&dir.join("data"), 16);
+    let mut cfg = config(&dir.join("data"), 1);
+    // Initial weights: those of an untrained run, so the frozen part can be compared.
+    let mut init = cfg.clone();
+    init.optimizer = OptimizerConfig::Sgd {
+        learning_rate: 1e-12,
+        momentum: 0.0,
+        nesterov: false,
+        decay: 0.0,
+    };
+    fit(&init, &opts(&dir.join("init"), false)).unwrap();
+    cfg.init_weights = Some(dir.join("init/model.safetensors"));
+    cfg.freeze_until = Some("conv3".into());
+    fit(&cfg, &opts(&dir.join("run"), false)).unwrap();
+    let (before, _) = safetensors::load(&dir.join("init/model.safetensors")).unwrap();
+    let (after, _) = safetensors::load(&dir.join("run/model.safetensors")).unwrap();
+    let frozen = [
+        "conv1.", "conv2a.", "bn2a.", "conv2.", "bn2.", "conv3a.", "bn3a.",
+    ];
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(b.name, a.name);
+        if frozen.iter().any(|p| b.name.starts_with(p)) {
+            assert_eq!(b.data, a.data, "{} moved although frozen", b.name);
+        } else if b.name.ends_with(".weight") {
+            assert_ne!(b.data, a.data, "{} did not train", b.name);
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
