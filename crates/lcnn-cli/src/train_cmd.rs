@@ -4,14 +4,13 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use burn::tensor::Device;
 use clap::Args;
 use lcnn::callbacks::{EarlyStoppingConfig, Mode, ModelCheckpointConfig};
-use lcnn::data::{load, resolve_data_dir, DatasetSpec, LoadOptions};
+use lcnn::data::{load, resolve_data_dir, AugmentConfig, DatasetSpec, LoadOptions};
+use lcnn::device::parse_device;
 use lcnn::models::ModelName;
 use lcnn::train::{
-    evaluate, fit, predict_files, AugmentOptions, FitOptions, LoadedRun, OptimizerConfig,
-    TrainConfig,
+    evaluate, fit, predict_files, FitOptions, LoadedRun, OptimizerConfig, TrainConfig,
 };
 
 /// Arguments of `lcnn train`. Without flags: the seeds' MNIST recipe (LCNN, Adam 1e-3,
@@ -60,7 +59,8 @@ pub struct TrainArgs {
     /// Keras time-based decay: lr / (1 + decay * iterations).
     #[arg(long, default_value_t = 0.0)]
     decay: f64,
-    /// Keras validation_split: the last fraction of the training set.
+    /// Keras validation_split: the last fraction of the training set (MNIST, CIFAR-10), or the
+    /// first fraction of each class folder (images:DIR, as flow_from_directory).
     #[arg(long, default_value_t = 0.2)]
     validation_split: f64,
     /// Metric early stopping watches.
@@ -130,6 +130,9 @@ pub struct TrainArgs {
     /// No progress output.
     #[arg(long)]
     quiet: bool,
+    /// cpu (default), cuda[:N] or wgpu[:N] (builds with the cuda / wgpu feature).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 fn optimizer(args: &TrainArgs) -> Result<OptimizerConfig> {
@@ -209,8 +212,8 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
             save_best_only: true,
             mode: Mode::Auto,
         },
-        rescale: args.rescale,
-        augment: AugmentOptions {
+        augment: AugmentConfig {
+            rescale: args.rescale,
             rotation_range: args.rotation_range,
             width_shift_range: args.width_shift_range,
             height_shift_range: args.height_shift_range,
@@ -228,7 +231,7 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
 
 /// Runs `lcnn train`.
 pub fn run_train(args: TrainArgs) -> Result<()> {
-    let device = Device::flex();
+    let device = parse_device(&args.device).map_err(anyhow::Error::msg)?;
     let (config, out, resume) = match &args.resume {
         Some(dir) => {
             let mut config = lcnn::train::run::load_config(&lcnn::train::RunFiles::new(dir))?;
@@ -289,11 +292,14 @@ pub struct EvalArgs {
     /// Never download datasets.
     #[arg(long)]
     offline: bool,
+    /// cpu (default), cuda[:N] or wgpu[:N].
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 /// Runs `lcnn eval`.
 pub fn run_eval(args: EvalArgs) -> Result<()> {
-    let device = Device::flex();
+    let device = parse_device(&args.device).map_err(anyhow::Error::msg)?;
     let run = LoadedRun::load(&args.run, &device)?;
     let dataset = args
         .dataset
@@ -348,11 +354,14 @@ pub struct PredictArgs {
     /// Image files (jpg, png, bmp).
     #[arg(required = true)]
     images: Vec<PathBuf>,
+    /// cpu (default), cuda[:N] or wgpu[:N].
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 /// Runs `lcnn predict`.
 pub fn run_predict(args: PredictArgs) -> Result<()> {
-    let device = Device::flex();
+    let device = parse_device(&args.device).map_err(anyhow::Error::msg)?;
     let run = LoadedRun::load(&args.run, &device)?;
     for p in predict_files(&run, &args.images, args.top, &device)? {
         let top: Vec<String> = p

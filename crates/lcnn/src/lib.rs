@@ -3,6 +3,7 @@
 
 pub mod callbacks;
 pub mod data;
+pub mod device;
 pub mod layers;
 pub mod models;
 pub mod train;

@@ -20,8 +20,10 @@ use super::rng::SplitMix64;
 /// Keras' epsilon in `x /= (std + 1e-6)`.
 pub const STD_EPSILON: f32 = 1e-6;
 
-/// The `ImageDataGenerator` options lcnn supports, with Keras' meaning.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// The `ImageDataGenerator` options lcnn supports, with Keras' meaning (saved in a run's
+/// `config.json`; a missing field takes its default, which is Keras' default).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct AugmentConfig {
     /// Degrees; a rotation uniform in `[-r, r]`.
     pub rotation_range: f32,

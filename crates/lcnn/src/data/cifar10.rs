@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use flate2::read::MultiGzDecoder;
 
 use super::cifar;
-use super::dataset::{Dataset, Splits};
+use super::dataset::{Dataset, Splits, ValidationRule};
 use super::download::{ensure, Remote};
 use super::error::DataError;
 
@@ -157,6 +157,7 @@ fn splits(train: Dataset, test: Dataset) -> Splits {
         name: "cifar10".into(),
         train,
         test: Some(test),
+        validation_rule: ValidationRule::Last,
     }
 }
 

@@ -170,6 +170,86 @@ impl Dataset {
         self.labels.shrink_to_fit();
         Ok((self, val))
     }
+
+    /// Keras' `flow_from_directory(subset=...)` with `validation_split`: within each class, in
+    /// the order loaded, the FIRST `int(n_class * fraction)` images are validation and the rest
+    /// training, so both parts hold every class. Fails like [`Dataset::split_validation`].
+    pub fn split_validation_per_class(
+        self,
+        fraction: f64,
+    ) -> Result<(Dataset, Dataset), DataError> {
+        if !(fraction > 0.0 && fraction < 1.0) {
+            return Err(DataError::invalid(
+                "validation split",
+                fraction,
+                "a fraction strictly between 0 and 1",
+            ));
+        }
+        let mut seen = vec![0usize; self.classes.len()];
+        let counts = self.class_counts();
+        let (mut train_idx, mut val_idx) = (Vec::new(), Vec::new());
+        for (i, &l) in self.labels.iter().enumerate() {
+            let c = l as usize;
+            // Keras: int(split * num_files), per class folder.
+            if seen[c] < (counts[c] as f64 * fraction) as usize {
+                val_idx.push(i);
+            } else {
+                train_idx.push(i);
+            }
+            seen[c] += 1;
+        }
+        if train_idx.is_empty() || val_idx.is_empty() {
+            return Err(DataError::invalid(
+                "validation split",
+                fraction,
+                format!(
+                    "a fraction that leaves images of some class on both sides of {} images",
+                    self.len()
+                ),
+            ));
+        }
+        Ok((self.select(&train_idx), self.select(&val_idx)))
+    }
+
+    /// A copy of the images at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> Dataset {
+        let s = self.image_size();
+        let mut images = Vec::with_capacity(indices.len() * s);
+        for &i in indices {
+            images.extend_from_slice(self.image(i));
+        }
+        Dataset {
+            images,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            height: self.height,
+            width: self.width,
+            channels: self.channels,
+            classes: self.classes.clone(),
+        }
+    }
+
+    /// Splits off the validation set by `rule` (see [`ValidationRule`]).
+    pub fn split_by(
+        self,
+        rule: ValidationRule,
+        fraction: f64,
+    ) -> Result<(Dataset, Dataset), DataError> {
+        match rule {
+            ValidationRule::Last => self.split_validation(fraction),
+            ValidationRule::FirstOfEachClass => self.split_validation_per_class(fraction),
+        }
+    }
+}
+
+/// How `validation_split` carves the validation set out of a training split, as Keras does for
+/// the kind of source: arrays passed to `fit` (MNIST, CIFAR-10) lose their LAST fraction;
+/// `flow_from_directory` takes the FIRST fraction of each class folder (image folders, whose
+/// files are sorted by class, so that the tail would hold only the last classes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ValidationRule {
+    #[default]
+    Last,
+    FirstOfEachClass,
 }
 
 /// A loaded dataset: its training split and, when the dataset has one, its test split.
@@ -179,6 +259,8 @@ pub struct Splits {
     pub name: String,
     pub train: Dataset,
     pub test: Option<Dataset>,
+    /// How `validation_split` applies to `train`.
+    pub validation_rule: ValidationRule,
 }
 
 impl Splits {
@@ -232,6 +314,27 @@ mod tests {
     }
 
     #[test]
+    fn per_class_split_takes_the_first_fraction_of_each_class_like_flow_from_directory() {
+        // Sorted by class as a folder loads: 5 of class a, then 4 of class b.
+        let d = Dataset::new(
+            (0..9).collect(),
+            vec![0, 0, 0, 0, 0, 1, 1, 1, 1],
+            (1, 1, 1),
+            vec!["a".into(), "b".into()],
+        )
+        .unwrap();
+        // Keras: int(5 * 0.5) = 2 and int(4 * 0.5) = 2 validation files.
+        let (train, val) = d.split_by(ValidationRule::FirstOfEachClass, 0.5).unwrap();
+        assert_eq!(val.images, vec![0, 1, 5, 6]);
+        assert_eq!(val.labels, vec![0, 0, 1, 1]);
+        assert_eq!(train.images, vec![2, 3, 4, 7, 8]);
+        assert_eq!(train.labels, vec![0, 0, 0, 1, 1]);
+        assert!(toy(2)
+            .split_by(ValidationRule::FirstOfEachClass, 0.4)
+            .is_err());
+    }
+
+    #[test]
     fn split_rejects_bad_fractions_and_empty_parts() {
         assert!(toy(10).split_validation(0.0).is_err());
         assert!(toy(10).split_validation(1.0).is_err());
@@ -271,6 +374,7 @@ mod tests {
             name: "toy".into(),
             train: d.clone(),
             test: Some(s),
+            validation_rule: ValidationRule::Last,
         };
         assert_eq!(
             splits.to_string(),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use image::{DynamicImage, ImageFormat};
 use rayon::prelude::*;
 
-use super::dataset::{Dataset, Splits};
+use super::dataset::{Dataset, Splits, ValidationRule};
 use super::error::DataError;
 use super::imageops::{self, ColorMode, Interpolation};
 
@@ -66,6 +66,7 @@ pub fn load(root: &Path, opts: &FolderOptions) -> Result<Splits, DataError> {
         name: format!("images:{}", root.display()),
         train,
         test,
+        validation_rule: ValidationRule::FirstOfEachClass,
     })
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 
-use super::dataset::{Dataset, Splits};
+use super::dataset::{Dataset, Splits, ValidationRule};
 use super::download::{ensure, Remote};
 use super::error::DataError;
 use super::idx;
@@ -54,6 +54,7 @@ pub fn load(data_dir: &Path, offline: bool) -> Result<Splits, DataError> {
         name: "mnist".into(),
         train,
         test: Some(test),
+        validation_rule: ValidationRule::Last,
     })
 }
 

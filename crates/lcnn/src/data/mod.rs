@@ -23,7 +23,7 @@ pub mod spec;
 pub mod synthetic;
 
 pub use augment::{AugmentConfig, Augmenter, TransformParams};
-pub use dataset::{Dataset, Splits};
+pub use dataset::{Dataset, Splits, ValidationRule};
 pub use dir::{offline_from_env, resolve_data_dir};
 pub use error::DataError;
 pub use imageops::{ColorMode, Interpolation};

@@ -281,6 +281,7 @@ mod tests {
             name: "images:/d".into(),
             train: ds(n),
             test: None,
+            validation_rule: Default::default(),
         };
         assert!(ClassMode::Binary.check(&s(2)).is_ok());
         let e = ClassMode::Binary.check(&s(3)).unwrap_err().to_string();

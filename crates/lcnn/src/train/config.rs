@@ -12,45 +12,6 @@ use crate::models::ModelName;
 
 use super::optim::OptimizerConfig;
 
-/// Keras `ImageDataGenerator` options, as saved in `config.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct AugmentOptions {
-    /// Degrees.
-    pub rotation_range: f32,
-    /// Fraction of the width (or pixels from 1).
-    pub width_shift_range: f32,
-    /// Fraction of the height (or pixels from 1).
-    pub height_shift_range: f32,
-    /// Zoom range.
-    pub zoom_range: f32,
-    /// Random left-right flips.
-    pub horizontal_flip: bool,
-    /// Random top-bottom flips.
-    pub vertical_flip: bool,
-    /// Subtract the training set's per-channel mean.
-    pub featurewise_center: bool,
-    /// Divide by the training set's per-channel std.
-    pub featurewise_std_normalization: bool,
-}
-
-impl AugmentOptions {
-    /// The data layer's configuration with `rescale`.
-    pub fn to_config(&self, rescale: f32) -> AugmentConfig {
-        AugmentConfig {
-            rotation_range: self.rotation_range,
-            width_shift_range: self.width_shift_range,
-            height_shift_range: self.height_shift_range,
-            zoom_range: self.zoom_range,
-            horizontal_flip: self.horizontal_flip,
-            vertical_flip: self.vertical_flip,
-            rescale,
-            featurewise_center: self.featurewise_center,
-            featurewise_std_normalization: self.featurewise_std_normalization,
-        }
-    }
-}
-
 /// A training run's configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -80,10 +41,9 @@ pub struct TrainConfig {
     pub early_stopping: Option<EarlyStoppingConfig>,
     /// The best checkpoint (`best.safetensors`).
     pub checkpoint: ModelCheckpointConfig,
-    /// Multiplier on raw 0-255 pixels (1/255 by default; 1 for models trained on raw pixels).
-    pub rescale: f32,
-    /// Augmentation.
-    pub augment: AugmentOptions,
+    /// Preprocessing and augmentation, as Keras' `ImageDataGenerator`; its `rescale` multiplies
+    /// raw 0-255 pixels (1/255 by default; 1 for models trained on raw pixels).
+    pub augment: AugmentConfig,
     /// Seed of weights, shuffling, augmentation and dropout.
     pub seed: u64,
     /// Freeze every layer before this one (fine-tuning), by name.
@@ -114,8 +74,10 @@ impl Default for TrainConfig {
                 save_best_only: true,
                 ..Default::default()
             },
-            rescale: 1.0 / 255.0,
-            augment: AugmentOptions::default(),
+            augment: AugmentConfig {
+                rescale: 1.0 / 255.0,
+                ..Default::default()
+            },
             seed: 42,
             freeze_until: None,
             init_weights: None,

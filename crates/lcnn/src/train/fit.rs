@@ -96,18 +96,17 @@ pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainEr
         class_names.len()
     };
     let (train, val) = if config.validation_split > 0.0 {
-        let (t, v) = splits.train.split_validation(config.validation_split)?;
+        let (t, v) = splits
+            .train
+            .split_by(splits.validation_rule, config.validation_split)?;
         (t, Some(v))
     } else {
         (splits.train, None)
     };
     let (h, w, c) = train.shape();
-    let augmenter = Arc::new(Augmenter::fitted(
-        config.augment.to_config(config.rescale),
-        &train,
-    )?);
+    let augmenter = Arc::new(Augmenter::fitted(config.augment.clone(), &train)?);
     let preprocess = Preprocess {
-        rescale: config.rescale,
+        rescale: config.augment.rescale,
         mean: augmenter.mean.clone(),
         std: augmenter.std.clone(),
         classes: class_names,

@@ -8,7 +8,7 @@ pub mod loss;
 pub mod optim;
 pub mod run;
 
-pub use config::{AugmentOptions, TrainConfig};
+pub use config::TrainConfig;
 pub use evaluate::{evaluate, predict_files, EvalResult, Prediction};
 pub use fit::{fit, FitOptions, FitReport};
 pub use optim::OptimizerConfig;

@@ -221,7 +221,7 @@ impl<const D: usize> Slots<D> {
         std::array::from_fn(|i| tensors.get(i).cloned().unwrap_or_else(|| like.zeros_like()))
     }
 
-    fn to_device(mut self, device: &Device) -> Self {
+    fn into_device(mut self, device: &Device) -> Self {
         self.tensors = self
             .tensors
             .into_iter()
@@ -309,7 +309,7 @@ impl Optimizer for KerasAdam {
     }
 
     fn to_device<const D: usize>(state: Slots<D>, device: &Device) -> Slots<D> {
-        state.to_device(device)
+        state.into_device(device)
     }
 }
 
@@ -352,7 +352,7 @@ impl Optimizer for KerasSgd {
     }
 
     fn to_device<const D: usize>(state: Slots<D>, device: &Device) -> Slots<D> {
-        state.to_device(device)
+        state.into_device(device)
     }
 }
 
@@ -411,7 +411,7 @@ impl Optimizer for KerasRmsprop {
     }
 
     fn to_device<const D: usize>(state: Slots<D>, device: &Device) -> Slots<D> {
-        state.to_device(device)
+        state.into_device(device)
     }
 }
 
