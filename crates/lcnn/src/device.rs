@@ -5,7 +5,8 @@
 
 use burn::tensor::Device;
 
-/// Parses a `--device` value.
+/// Parses a `--device` value: `cpu`, `cuda[:N]` or `wgpu[:N]` (`wgpu` alone: wgpu's default
+/// adapter; `wgpu:N`: the N-th discrete GPU).
 pub fn parse_device(s: &str) -> Result<Device, String> {
     let s = s.trim().to_ascii_lowercase();
     let (kind, index) = match s.split_once(':') {
@@ -13,21 +14,37 @@ pub fn parse_device(s: &str) -> Result<Device, String> {
             let i = i
                 .parse::<usize>()
                 .map_err(|_| format!("device `{s}`: the index after `:` must be a number"))?;
-            (k.to_string(), i)
+            (k, Some(i))
         }
-        None => (s.clone(), 0),
+        None => (s.as_str(), None),
     };
-    match kind.as_str() {
+    #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+    let _ = index;
+    match kind {
         "cpu" | "flex" => Ok(Device::flex()),
         #[cfg(feature = "cuda")]
-        "cuda" => Ok(Device::cuda(index)),
+        "cuda" => Ok(Device::cuda(index.unwrap_or(0))),
         #[cfg(feature = "wgpu")]
-        "wgpu" => Ok(Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(index))),
-        "cuda" | "wgpu" => Err(format!(
-            "device `{s}` needs lcnn built with the `{kind}` feature (cargo build --release --features {kind}); index {index}"
+        "wgpu" => Ok(Device::wgpu(match index {
+            Some(i) => burn::tensor::DeviceKind::DiscreteGpu(i),
+            None => burn::tensor::DeviceKind::DefaultDevice,
+        })),
+        #[cfg(not(feature = "cuda"))]
+        "cuda" => Err(needs_feature(&s, "cuda")),
+        #[cfg(not(feature = "wgpu"))]
+        "wgpu" => Err(needs_feature(&s, "wgpu")),
+        _ => Err(format!(
+            "unknown device `{s}`: expected cpu, cuda[:N] or wgpu[:N]"
         )),
-        _ => Err(format!("unknown device `{s}`: expected cpu, cuda[:N] or wgpu[:N]")),
     }
+}
+
+#[allow(dead_code)] // unused when both GPU features are on
+fn needs_feature(device: &str, feature: &str) -> String {
+    format!(
+        "device `{device}` needs lcnn built with the `{feature}` feature \
+         (cargo build --release -p lcnn-cli --features {feature})"
+    )
 }
 
 #[cfg(test)]
