@@ -4,13 +4,13 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use lcnn::callbacks::{EarlyStoppingConfig, Mode, ModelCheckpointConfig};
 use lcnn::data::{load, resolve_data_dir, AugmentConfig, DatasetSpec, LoadOptions};
 use lcnn::device::parse_device;
 use lcnn::models::ModelName;
 use lcnn::train::{
-    evaluate, fit, predict_files, FitOptions, LoadedRun, OptimizerConfig, TrainConfig,
+    evaluate, fit, predict_files, FitOptions, LoadedRun, OptimizerConfig, RunWeights, TrainConfig,
 };
 
 /// Arguments of `lcnn train`. Without flags: the seeds' MNIST recipe (LCNN, Adam 1e-3,
@@ -295,12 +295,36 @@ pub struct EvalArgs {
     /// cpu (default), cuda[:N] or wgpu[:N].
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Which weights: `final` (model.safetensors, as fit left the model), `best` or `last`.
+    #[arg(long, value_enum, default_value_t = WeightsArg::Final)]
+    weights: WeightsArg,
+}
+
+/// The weights of a run folder (`--weights`).
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum WeightsArg {
+    /// model.safetensors (else best, then last, for an unfinished run).
+    Final,
+    /// best.safetensors, the best checkpoint by the run's --checkpoint-monitor.
+    Best,
+    /// last.safetensors, the weights after the last finished epoch.
+    Last,
+}
+
+impl From<WeightsArg> for RunWeights {
+    fn from(w: WeightsArg) -> RunWeights {
+        match w {
+            WeightsArg::Final => RunWeights::Final,
+            WeightsArg::Best => RunWeights::Best,
+            WeightsArg::Last => RunWeights::Last,
+        }
+    }
 }
 
 /// Runs `lcnn eval`.
 pub fn run_eval(args: EvalArgs) -> Result<()> {
     let device = parse_device(&args.device).map_err(anyhow::Error::msg)?;
-    let run = LoadedRun::load(&args.run, &device)?;
+    let run = LoadedRun::load_weights(&args.run, args.weights.into(), &device)?;
     let dataset = args
         .dataset
         .clone()
@@ -357,12 +381,15 @@ pub struct PredictArgs {
     /// cpu (default), cuda[:N] or wgpu[:N].
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Which weights: `final` (model.safetensors, as fit left the model), `best` or `last`.
+    #[arg(long, value_enum, default_value_t = WeightsArg::Final)]
+    weights: WeightsArg,
 }
 
 /// Runs `lcnn predict`.
 pub fn run_predict(args: PredictArgs) -> Result<()> {
     let device = parse_device(&args.device).map_err(anyhow::Error::msg)?;
-    let run = LoadedRun::load(&args.run, &device)?;
+    let run = LoadedRun::load_weights(&args.run, args.weights.into(), &device)?;
     for p in predict_files(&run, &args.images, args.top, &device)? {
         let top: Vec<String> = p
             .top

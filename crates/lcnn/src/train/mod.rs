@@ -12,7 +12,7 @@ pub use config::TrainConfig;
 pub use evaluate::{evaluate, predict_files, EvalResult, Prediction};
 pub use fit::{fit, FitOptions, FitReport};
 pub use optim::OptimizerConfig;
-pub use run::{LoadedRun, RunFiles};
+pub use run::{LoadedRun, RunFiles, RunWeights};
 
 use std::path::PathBuf;
 

@@ -151,17 +151,49 @@ pub struct LoadedRun {
     pub model: ModelConfig,
 }
 
+/// Which weights of a run folder to load.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RunWeights {
+    /// `model.safetensors`, else (a run still going or stopped) `best`, then `last`.
+    #[default]
+    Final,
+    /// `best.safetensors`: the best checkpoint by the run's checkpoint monitor.
+    Best,
+    /// `last.safetensors`: the weights after the last finished epoch.
+    Last,
+}
+
 impl LoadedRun {
     /// Loads `model.safetensors` (or, for a run still going or stopped, `best`, then `last`).
     pub fn load(dir: &Path, device: &Device) -> Result<LoadedRun, TrainError> {
+        Self::load_weights(dir, RunWeights::Final, device)
+    }
+
+    /// Loads the chosen weights of a run folder; a missing file is an error naming it.
+    pub fn load_weights(
+        dir: &Path,
+        which: RunWeights,
+        device: &Device,
+    ) -> Result<LoadedRun, TrainError> {
         let files = RunFiles::new(dir);
         let config = load_config(&files)?;
-        let path = [files.model(), files.best(), files.last()]
-            .into_iter()
+        let candidates = match which {
+            RunWeights::Final => vec![files.model(), files.best(), files.last()],
+            RunWeights::Best => vec![files.best()],
+            RunWeights::Last => vec![files.last()],
+        };
+        let path = candidates
+            .iter()
             .find(|p| p.exists())
+            .cloned()
             .ok_or_else(|| TrainError::Run {
-                file: files.model(),
-                reason: "no weights in the run folder (model, best or last .safetensors)".into(),
+                file: candidates[0].clone(),
+                reason: match which {
+                    RunWeights::Final => {
+                        "no weights in the run folder (model, best or last .safetensors)".into()
+                    }
+                    _ => "file not found in the run folder".into(),
+                },
             })?;
         let ckpt = safetensors::load_checkpoint(&path)?;
         let field = |k: &str| {

@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use lcnn::callbacks::{EarlyStoppingConfig, ModelCheckpointConfig};
-use lcnn::train::{fit, FitOptions, OptimizerConfig, TrainConfig, TrainError};
-use lcnn::weights::safetensors;
+use lcnn::train::{
+    fit, FitOptions, LoadedRun, OptimizerConfig, RunWeights, TrainConfig, TrainError,
+};
+use lcnn::weights::{export, safetensors};
 
 /// The synthetic two-class folder (16x16 grayscale).
 pub fn synthetic_folder(dir: &Path, per_class: usize) {
@@ -88,6 +90,26 @@ fn allconv_learns_a_synthetic_folder_and_writes_the_run_folder() {
         "{csv}"
     );
     assert_eq!(csv.lines().count(), 7);
+
+    // `eval`/`predict --weights`: each choice loads its own file of the run folder.
+    for (which, file) in [
+        (RunWeights::Final, "model.safetensors"),
+        (RunWeights::Best, "best.safetensors"),
+        (RunWeights::Last, "last.safetensors"),
+    ] {
+        let run = LoadedRun::load_weights(&out, which, &Device::flex()).unwrap();
+        let (stored, _) = safetensors::load(&out.join(file)).unwrap();
+        let loaded = export(&run.network);
+        for t in &loaded {
+            let s = stored.iter().find(|s| s.name == t.name).unwrap();
+            assert_eq!(s.data, t.data, "{which:?}: `{}` is not {file}'s", t.name);
+        }
+    }
+    std::fs::remove_file(out.join("best.safetensors")).unwrap();
+    let err = LoadedRun::load_weights(&out, RunWeights::Best, &Device::flex())
+        .err()
+        .expect("loading a missing best.safetensors must fail");
+    assert!(err.to_string().contains("best.safetensors"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
