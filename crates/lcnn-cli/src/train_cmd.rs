@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use lcnn::callbacks::{EarlyStoppingConfig, Mode, ModelCheckpointConfig};
 use lcnn::data::{load, resolve_data_dir, AugmentConfig, DatasetSpec, LoadOptions};
-use lcnn::device::parse_device;
+use lcnn::device::{parse_device, Device};
 use lcnn::models::ModelName;
 use lcnn::train::{
     evaluate, fit, predict_files, FitOptions, LoadedRun, OptimizerConfig, RunWeights, TrainConfig,
@@ -277,9 +277,8 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
 /// Arguments of `lcnn eval`.
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// Run folder made by `lcnn train`.
-    #[arg(long)]
-    run: PathBuf,
+    #[command(flatten)]
+    run: RunArgs,
     /// Dataset to evaluate on (default: the run's), its test split (or train if none).
     #[arg(long)]
     dataset: Option<String>,
@@ -292,39 +291,34 @@ pub struct EvalArgs {
     /// Never download datasets.
     #[arg(long)]
     offline: bool,
+}
+
+/// The trained run that `eval` and `predict` load.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Run folder made by `lcnn train`.
+    #[arg(long)]
+    run: PathBuf,
+    /// Which weights: `final` (model.safetensors, as fit left the model), `best` or `last`.
+    #[arg(long, default_value = "final")]
+    weights: RunWeights,
     /// cpu (default), cuda[:N] or wgpu[:N].
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Which weights: `final` (model.safetensors, as fit left the model), `best` or `last`.
-    #[arg(long, value_enum, default_value_t = WeightsArg::Final)]
-    weights: WeightsArg,
 }
 
-/// The weights of a run folder (`--weights`).
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum WeightsArg {
-    /// model.safetensors (else best, then last, for an unfinished run).
-    Final,
-    /// best.safetensors, the best checkpoint by the run's --checkpoint-monitor.
-    Best,
-    /// last.safetensors, the weights after the last finished epoch.
-    Last,
-}
-
-impl From<WeightsArg> for RunWeights {
-    fn from(w: WeightsArg) -> RunWeights {
-        match w {
-            WeightsArg::Final => RunWeights::Final,
-            WeightsArg::Best => RunWeights::Best,
-            WeightsArg::Last => RunWeights::Last,
-        }
+impl RunArgs {
+    /// The device and the run's chosen weights on it.
+    fn load(&self) -> Result<(LoadedRun, Device)> {
+        let device = parse_device(&self.device).map_err(anyhow::Error::msg)?;
+        let run = LoadedRun::load_weights(&self.run, self.weights, &device)?;
+        Ok((run, device))
     }
 }
 
 /// Runs `lcnn eval`.
 pub fn run_eval(args: EvalArgs) -> Result<()> {
-    let device = parse_device(&args.device).map_err(anyhow::Error::msg)?;
-    let run = LoadedRun::load_weights(&args.run, args.weights.into(), &device)?;
+    let (run, device) = args.run.load()?;
     let dataset = args
         .dataset
         .clone()
@@ -369,27 +363,19 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
 /// Arguments of `lcnn predict`.
 #[derive(Args, Debug)]
 pub struct PredictArgs {
-    /// Run folder made by `lcnn train`.
-    #[arg(long)]
-    run: PathBuf,
+    #[command(flatten)]
+    run: RunArgs,
     /// Classes to show per image.
     #[arg(long, default_value_t = 3)]
     top: usize,
     /// Image files (jpg, png, bmp).
     #[arg(required = true)]
     images: Vec<PathBuf>,
-    /// cpu (default), cuda[:N] or wgpu[:N].
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Which weights: `final` (model.safetensors, as fit left the model), `best` or `last`.
-    #[arg(long, value_enum, default_value_t = WeightsArg::Final)]
-    weights: WeightsArg,
 }
 
 /// Runs `lcnn predict`.
 pub fn run_predict(args: PredictArgs) -> Result<()> {
-    let device = parse_device(&args.device).map_err(anyhow::Error::msg)?;
-    let run = LoadedRun::load_weights(&args.run, args.weights.into(), &device)?;
+    let (run, device) = args.run.load()?;
     for p in predict_files(&run, &args.images, args.top, &device)? {
         let top: Vec<String> = p
             .top

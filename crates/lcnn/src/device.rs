@@ -3,7 +3,7 @@
 //! the backend from the device at run time, so the model and training code are the same for
 //! all of them.
 
-use burn::tensor::Device;
+pub use burn::tensor::Device;
 
 /// Parses a `--device` value: `cpu`, `cuda[:N]` or `wgpu[:N]` (`wgpu` alone: wgpu's default
 /// adapter; `wgpu:N`: the N-th discrete GPU).

@@ -151,7 +151,7 @@ pub struct LoadedRun {
     pub model: ModelConfig,
 }
 
-/// Which weights of a run folder to load.
+/// Which weights of a run folder to load (`--weights final|best|last`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RunWeights {
     /// `model.safetensors`, else (a run still going or stopped) `best`, then `last`.
@@ -161,6 +161,43 @@ pub enum RunWeights {
     Best,
     /// `last.safetensors`: the weights after the last finished epoch.
     Last,
+}
+
+impl RunWeights {
+    /// Every choice, in `--help` order.
+    pub const ALL: [RunWeights; 3] = [RunWeights::Final, RunWeights::Best, RunWeights::Last];
+
+    /// The command-line name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunWeights::Final => "final",
+            RunWeights::Best => "best",
+            RunWeights::Last => "last",
+        }
+    }
+
+    /// The files to try, in order.
+    fn candidates(self, files: &RunFiles) -> Vec<PathBuf> {
+        match self {
+            RunWeights::Final => vec![files.model(), files.best(), files.last()],
+            RunWeights::Best => vec![files.best()],
+            RunWeights::Last => vec![files.last()],
+        }
+    }
+}
+
+impl std::str::FromStr for RunWeights {
+    type Err = TrainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RunWeights::ALL
+            .into_iter()
+            .find(|w| w.as_str() == s.to_ascii_lowercase())
+            .ok_or_else(|| {
+                TrainError::Config(format!(
+                    "unknown weights `{s}`: expected final, best or last"
+                ))
+            })
+    }
 }
 
 impl LoadedRun {
@@ -177,23 +214,22 @@ impl LoadedRun {
     ) -> Result<LoadedRun, TrainError> {
         let files = RunFiles::new(dir);
         let config = load_config(&files)?;
-        let candidates = match which {
-            RunWeights::Final => vec![files.model(), files.best(), files.last()],
-            RunWeights::Best => vec![files.best()],
-            RunWeights::Last => vec![files.last()],
-        };
+        let candidates = which.candidates(&files);
         let path = candidates
             .iter()
             .find(|p| p.exists())
             .cloned()
             .ok_or_else(|| TrainError::Run {
                 file: candidates[0].clone(),
-                reason: match which {
-                    RunWeights::Final => {
-                        "no weights in the run folder (model, best or last .safetensors)".into()
-                    }
-                    _ => "file not found in the run folder".into(),
-                },
+                reason: format!(
+                    "no weights for --weights {} (looked for {})",
+                    which.as_str(),
+                    candidates
+                        .iter()
+                        .filter_map(|p| p.file_name()?.to_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             })?;
         let ckpt = safetensors::load_checkpoint(&path)?;
         let field = |k: &str| {
@@ -227,5 +263,35 @@ impl LoadedRun {
     /// The preprocessing as an augmenter (no random transform).
     pub fn augmenter(&self) -> Arc<Augmenter> {
         Arc::new(self.preprocess.augmenter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_weights_parse_their_names_and_reject_others() {
+        for w in RunWeights::ALL {
+            assert_eq!(w.as_str().parse::<RunWeights>().unwrap(), w);
+        }
+        assert_eq!("BEST".parse::<RunWeights>().unwrap(), RunWeights::Best);
+        let err = "nope".parse::<RunWeights>().unwrap_err().to_string();
+        assert!(
+            err.contains("`nope`") && err.contains("final, best or last"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn final_falls_back_to_best_then_last_and_the_others_do_not() {
+        let files = RunFiles::new("run");
+        let names = |w: RunWeights| -> Vec<PathBuf> { w.candidates(&files) };
+        assert_eq!(
+            names(RunWeights::Final),
+            [files.model(), files.best(), files.last()]
+        );
+        assert_eq!(names(RunWeights::Best), [files.best()]);
+        assert_eq!(names(RunWeights::Last), [files.last()]);
     }
 }
