@@ -69,7 +69,7 @@ def load_folder(root, validation_split):
     train = read("train")
     x_tr, y_tr, x_va, y_va = [], [], [], []
     for x, y in train:
-        n_val = int(round(len(x) * validation_split))
+        n_val = int(len(x) * validation_split)  # floor, as lcnn and flow_from_directory
         x_va.append(x[:n_val]), y_va.append(y[:n_val])
         x_tr.append(x[n_val:]), y_tr.append(y[n_val:])
     test = read("test")

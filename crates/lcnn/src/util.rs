@@ -1,4 +1,4 @@
-//! Small shared helpers: atomic file writes.
+//! Small shared helpers: atomic file writes, and parsing a fixed set of named choices.
 
 use std::io::Write;
 use std::path::Path;
@@ -28,6 +28,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// The entry of `all` named `s` (ASCII case ignored): the parser of a fixed set of
+/// command-line choices such as model names or `--weights`.
+pub fn find_by_name<T: Copy>(all: &[T], name: fn(T) -> &'static str, s: &str) -> Option<T> {
+    all.iter()
+        .copied()
+        .find(|&t| name(t).eq_ignore_ascii_case(s))
+}
+
+/// The names of `all`, comma-separated, for "expected one of ..." messages.
+pub fn names<T: Copy>(all: &[T], name: fn(T) -> &'static str) -> String {
+    all.iter().map(|&t| name(t)).collect::<Vec<_>>().join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +56,14 @@ mod tests {
         let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
         assert_eq!(left.len(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn named_choices_parse_ignoring_case_and_list_their_names() {
+        let all = [1u8, 2];
+        let name = |n: u8| if n == 1 { "one" } else { "two" };
+        assert_eq!(find_by_name(&all, name, "TWO"), Some(2));
+        assert_eq!(find_by_name(&all, name, "three"), None);
+        assert_eq!(names(&all, name), "one, two");
     }
 }

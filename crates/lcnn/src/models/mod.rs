@@ -26,7 +26,10 @@ use crate::layers::Activation;
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ModelError {
     /// The model name is not in the zoo.
-    #[error("unknown model `{0}`: expected one of lcnn, lightcnn9, allconv, separable, vgg16")]
+    #[error(
+        "unknown model `{0}`: expected one of {expected}",
+        expected = crate::util::names(&ModelName::ALL, ModelName::as_str)
+    )]
     UnknownModel(String),
     /// An input shape that does not parse.
     #[error(
@@ -140,9 +143,7 @@ impl fmt::Display for ModelName {
 impl FromStr for ModelName {
     type Err = ModelError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ModelName::ALL
-            .into_iter()
-            .find(|m| m.as_str() == s.to_ascii_lowercase())
+        crate::util::find_by_name(&ModelName::ALL, ModelName::as_str, s)
             .ok_or_else(|| ModelError::UnknownModel(s.to_string()))
     }
 }

@@ -189,14 +189,12 @@ impl RunWeights {
 impl std::str::FromStr for RunWeights {
     type Err = TrainError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        RunWeights::ALL
-            .into_iter()
-            .find(|w| w.as_str() == s.to_ascii_lowercase())
-            .ok_or_else(|| {
-                TrainError::Config(format!(
-                    "unknown weights `{s}`: expected final, best or last"
-                ))
-            })
+        crate::util::find_by_name(&RunWeights::ALL, RunWeights::as_str, s).ok_or_else(|| {
+            TrainError::Config(format!(
+                "unknown weights `{s}`: expected one of {}",
+                crate::util::names(&RunWeights::ALL, RunWeights::as_str)
+            ))
+        })
     }
 }
 
@@ -278,7 +276,7 @@ mod tests {
         assert_eq!("BEST".parse::<RunWeights>().unwrap(), RunWeights::Best);
         let err = "nope".parse::<RunWeights>().unwrap_err().to_string();
         assert!(
-            err.contains("`nope`") && err.contains("final, best or last"),
+            err.contains("`nope`") && err.contains("expected one of final, best, last"),
             "{err}"
         );
     }
