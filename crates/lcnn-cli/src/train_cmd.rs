@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use lcnn::callbacks::{EarlyStoppingConfig, Mode, ModelCheckpointConfig};
+use lcnn::callbacks::{EarlyStoppingConfig, Mode, ModelCheckpointConfig, ReduceLrOnPlateauConfig};
 use lcnn::data::{load, resolve_data_dir, AugmentConfig, DatasetSpec, LoadOptions};
 use lcnn::device::{parse_device, Device};
 use lcnn::models::ModelName;
@@ -63,7 +63,7 @@ pub struct TrainArgs {
     /// first fraction of each class folder (images:DIR, as flow_from_directory).
     #[arg(long, default_value_t = 0.2)]
     validation_split: f64,
-    /// Metric early stopping watches.
+    /// Metric early stopping (and --reduce-lr-patience) watches.
     #[arg(long, default_value = "val_loss")]
     monitor: String,
     /// Epochs without improvement before stopping.
@@ -78,6 +78,19 @@ pub struct TrainArgs {
     /// Train all epochs, without early stopping.
     #[arg(long)]
     no_early_stopping: bool,
+    /// Multiply the learning rate by --reduce-lr-factor when --monitor has not improved (by
+    /// 1e-4) for this many epochs (Keras ReduceLROnPlateau; off by default).
+    #[arg(long)]
+    reduce_lr_patience: Option<usize>,
+    /// ReduceLROnPlateau: the factor of each reduction, between 0 and 1.
+    #[arg(long, default_value_t = 0.1, requires = "reduce_lr_patience")]
+    reduce_lr_factor: f64,
+    /// ReduceLROnPlateau: epochs after a reduction before it counts again.
+    #[arg(long, default_value_t = 0, requires = "reduce_lr_patience")]
+    reduce_lr_cooldown: usize,
+    /// ReduceLROnPlateau: the lowest learning rate it sets.
+    #[arg(long, default_value_t = 0.0, requires = "reduce_lr_patience")]
+    min_lr: f64,
     /// Metric of the best checkpoint (best.safetensors).
     #[arg(long, default_value = "val_loss")]
     checkpoint_monitor: String,
@@ -212,6 +225,16 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
             save_best_only: true,
             mode: Mode::Auto,
         },
+        reduce_lr: args
+            .reduce_lr_patience
+            .map(|patience| ReduceLrOnPlateauConfig {
+                monitor: args.monitor.clone(),
+                factor: args.reduce_lr_factor,
+                patience,
+                cooldown: args.reduce_lr_cooldown,
+                min_lr: args.min_lr,
+                ..Default::default()
+            }),
         augment: AugmentConfig {
             rescale: args.rescale,
             rotation_range: args.rotation_range,

@@ -94,6 +94,19 @@ fn bad_arguments_exit_2_with_one_line() {
             "unknown optimizer `adagrad`",
         ),
         (&["eval", "--run", "/nonexistent/run"][..], "config.json"),
+        (
+            &[
+                "train",
+                "--reduce-lr-patience",
+                "2",
+                "--reduce-lr-factor",
+                "1.5",
+                "--data-dir",
+                "/nonexistent",
+                "--offline",
+            ][..],
+            "factor",
+        ),
     ] {
         let o = lcnn(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}");

@@ -29,7 +29,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::CallbackError;
-use super::logs::{monitor_value, serde_f64, Direction, Logs, Mode};
+use super::logs::{check_resumed_best, monitor_value, serde_f64, Direction, Logs, Mode};
 
 const NAME: &str = "EarlyStopping";
 
@@ -137,13 +137,7 @@ impl EarlyStopping {
         state: EarlyStoppingState,
     ) -> Result<Self, CallbackError> {
         let mut es = Self::new(config)?;
-        if state.best.is_nan() {
-            return Err(CallbackError::InvalidConfig {
-                callback: NAME,
-                field: "state.best",
-                reason: "is NaN".to_string(),
-            });
-        }
+        check_resumed_best(NAME, state.best)?;
         es.state = state;
         Ok(es)
     }

@@ -8,10 +8,12 @@
 //! its own Keras counterpart:
 //! - `EarlyStopping`: maximize when the monitor *ends with* `acc`, `accuracy` or `auc`
 //!   ([`Mode::early_stopping_direction`]);
-//! - `ModelCheckpoint` (and `ReduceLROnPlateau`): maximize when the monitor *contains* `acc`
-//!   or starts with `fmeasure` ([`Mode::checkpoint_direction`]).
+//! - `ModelCheckpoint`: maximize when the monitor *contains* `acc` or starts with `fmeasure`
+//!   ([`Mode::checkpoint_direction`]);
+//! - `ReduceLROnPlateau`: maximize when the monitor *contains* `acc`
+//!   ([`Mode::reduce_lr_direction`]).
 //!
-//! Both agree on every key that lcnn logs (`loss`, `accuracy`, `val_loss`, `val_accuracy`,
+//! All three agree on every key that lcnn logs (`loss`, `accuracy`, `val_loss`, `val_accuracy`,
 //! `lr`, `seconds`).
 
 use std::collections::BTreeMap;
@@ -103,6 +105,17 @@ impl Mode {
             }
         }
     }
+
+    /// The direction Keras 2.9's `ReduceLROnPlateau` uses: in auto mode, maximize when the
+    /// monitor contains `acc`, else minimize.
+    pub fn reduce_lr_direction(self, monitor: &str) -> Direction {
+        match self {
+            Mode::Min => Direction::Min,
+            Mode::Max => Direction::Max,
+            Mode::Auto if monitor.contains("acc") => Direction::Max,
+            Mode::Auto => Direction::Min,
+        }
+    }
 }
 
 impl fmt::Display for Mode {
@@ -168,6 +181,18 @@ pub(crate) fn monitor_value(
             monitor: monitor.to_string(),
             available: logs.keys().cloned().collect(),
         })
+}
+
+/// A resumed callback's `best` must be a number or an infinity: a NaN would never be beaten.
+pub(crate) fn check_resumed_best(callback: &'static str, best: f64) -> Result<(), CallbackError> {
+    if best.is_nan() {
+        return Err(CallbackError::InvalidConfig {
+            callback,
+            field: "state.best",
+            reason: "is NaN".to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// Serde for an `f64` that may be infinite or NaN: finite values as numbers, the others as

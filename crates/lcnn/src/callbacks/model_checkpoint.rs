@@ -16,7 +16,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::CallbackError;
-use super::logs::{monitor_value, serde_f64, Direction, Logs, Mode};
+use super::logs::{check_resumed_best, monitor_value, serde_f64, Direction, Logs, Mode};
 
 const NAME: &str = "ModelCheckpoint";
 
@@ -94,13 +94,7 @@ impl ModelCheckpoint {
         state: ModelCheckpointState,
     ) -> Result<Self, CallbackError> {
         let mut cp = Self::new(config)?;
-        if state.best.is_nan() {
-            return Err(CallbackError::InvalidConfig {
-                callback: NAME,
-                field: "state.best",
-                reason: "is NaN".to_string(),
-            });
-        }
+        check_resumed_best(NAME, state.best)?;
         cp.state = state;
         Ok(cp)
     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::callbacks::{EarlyStoppingConfig, ModelCheckpointConfig};
+use crate::callbacks::{EarlyStoppingConfig, ModelCheckpointConfig, ReduceLrOnPlateauConfig};
 use crate::data::AugmentConfig;
 use crate::models::ModelName;
 
@@ -41,6 +41,9 @@ pub struct TrainConfig {
     pub early_stopping: Option<EarlyStoppingConfig>,
     /// The best checkpoint (`best.safetensors`).
     pub checkpoint: ModelCheckpointConfig,
+    /// Learning-rate reduction on a plateau, if any (absent in older run folders).
+    #[serde(default)]
+    pub reduce_lr: Option<ReduceLrOnPlateauConfig>,
     /// Preprocessing and augmentation, as Keras' `ImageDataGenerator`; its `rescale` multiplies
     /// raw 0-255 pixels (1/255 by default; 1 for models trained on raw pixels).
     pub augment: AugmentConfig,
@@ -74,6 +77,7 @@ impl Default for TrainConfig {
                 save_best_only: true,
                 ..Default::default()
             },
+            reduce_lr: None,
             augment: AugmentConfig {
                 rescale: 1.0 / 255.0,
                 ..Default::default()

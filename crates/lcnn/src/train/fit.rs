@@ -15,6 +15,7 @@ use burn::tensor::{Bytes, Device, Tensor, TensorData};
 
 use crate::callbacks::{
     keys, plot_history, CsvLogger, EarlyStopping, Logs, ModelCheckpoint, Progress,
+    ReduceLrOnPlateau,
 };
 use crate::data::{
     load, Augmenter, BatchLoader, ClassMode, DatasetSpec, LoadOptions, LoaderConfig,
@@ -71,6 +72,19 @@ pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainEr
             config.validation_split
         )));
     }
+    // Callbacks first: a bad setting fails before any data is read.
+    let mut early = config
+        .early_stopping
+        .clone()
+        .map(EarlyStopping::new)
+        .transpose()?;
+    let mut checkpoint = ModelCheckpoint::new(config.checkpoint.clone())?;
+    let mut reduce_lr = config
+        .reduce_lr
+        .clone()
+        .map(ReduceLrOnPlateau::new)
+        .transpose()?;
+
     let files = RunFiles::new(&opts.out);
     std::fs::create_dir_all(&files.dir).map_err(|e| TrainError::Run {
         file: files.dir.clone(),
@@ -139,18 +153,16 @@ pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainEr
     }
     let metadata = weights_metadata(&model_config, &preprocess);
     let mut optim = config.optimizer.init();
-    let mut early = config
-        .early_stopping
-        .clone()
-        .map(EarlyStopping::new)
-        .transpose()?;
-    let mut checkpoint = ModelCheckpoint::new(config.checkpoint.clone())?;
+    // The optimizer's hyper-parameters as they stand: ReduceLROnPlateau lowers the base rate.
+    let mut hyper = config.optimizer.clone();
     let mut state = LoopState {
         epochs_done: 0,
         iterations: 0,
         early_stopping: early.as_ref().map(|e| e.state()),
         checkpoint: checkpoint.state(),
         stopped: false,
+        reduce_lr: reduce_lr.as_ref().map(|r| r.state()),
+        learning_rate: None,
     };
     let mut es_best: Option<Vec<NamedTensor>> = None;
 
@@ -191,6 +203,12 @@ pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainEr
         }
         checkpoint =
             ModelCheckpoint::from_state(config.checkpoint.clone(), state.checkpoint.clone())?;
+        if let (Some(cfg), Some(s)) = (&config.reduce_lr, &state.reduce_lr) {
+            reduce_lr = Some(ReduceLrOnPlateau::from_state(cfg.clone(), s.clone())?);
+        }
+        if let Some(lr) = state.learning_rate {
+            hyper.set_learning_rate(lr);
+        }
     }
     // A run killed before its first epoch ended has no resume point: it starts over.
     save_config(&files, config)?;
@@ -217,7 +235,7 @@ pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainEr
         progress.start_epoch(epoch, steps);
         let started = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-        let lr_at_start = config.optimizer.decayed_lr(state.iterations);
+        let lr_at_start = hyper.decayed_lr(state.iterations);
         for (step, batch) in loader.enumerate() {
             let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), &ad);
             let out = loss_for(classes, model.forward_logits(x), &batch.labels);
@@ -231,7 +249,7 @@ pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainEr
                 });
             }
             let grads = GradientsParams::from_grads(out.loss.backward(), &model);
-            model = optim.step(config.optimizer.step_lr(state.iterations), model, grads);
+            model = optim.step(hyper.step_lr(state.iterations), model, grads);
             state.iterations += 1;
             loss_sum += loss * batch.len as f64;
             correct += out.correct;
@@ -265,7 +283,8 @@ pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainEr
         logs.insert(keys::SECONDS.into(), started.elapsed().as_secs_f64());
         progress.finish_epoch(&logs);
 
-        // Callbacks, in Keras' order: checkpoint, then early stopping, then the CSV row.
+        // Callbacks, in Keras' order: checkpoint, early stopping, learning-rate reduction (for
+        // the next epoch; the CSV row keeps the rate this epoch ran at), then the CSV row.
         if checkpoint.on_epoch_end(epoch, &logs)? {
             safetensors::save(&files.best(), &export(&model), metadata.clone())?;
         }
@@ -284,6 +303,17 @@ pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainEr
                 progress.println(&format!("Epoch {}: early stopping", epoch + 1));
             }
             state.early_stopping = Some(es.state());
+        }
+        if let Some(r) = reduce_lr.as_mut() {
+            if let Some(lr) = r.on_epoch_end(&logs, hyper.learning_rate())? {
+                hyper.set_learning_rate(lr);
+                state.learning_rate = Some(lr);
+                progress.println(&format!(
+                    "Epoch {}: ReduceLROnPlateau reducing learning rate to {lr:e}",
+                    epoch + 1
+                ));
+            }
+            state.reduce_lr = Some(r.state());
         }
         csv.on_epoch_end(epoch, &logs)?;
         history = csv.history();

@@ -106,6 +106,16 @@ impl OptimizerConfig {
         }
     }
 
+    /// Sets the base learning rate (what Keras' `ReduceLROnPlateau` changes; `decay` still
+    /// applies on top of it).
+    pub fn set_learning_rate(&mut self, lr: f64) {
+        match self {
+            OptimizerConfig::Adam { learning_rate, .. }
+            | OptimizerConfig::Sgd { learning_rate, .. }
+            | OptimizerConfig::Rmsprop { learning_rate, .. } => *learning_rate = lr,
+        }
+    }
+
     /// Keras' decayed learning rate after `iterations` updates: `lr / (1 + decay * iterations)`.
     pub fn decayed_lr(&self, iterations: u64) -> f64 {
         let decay = match self {

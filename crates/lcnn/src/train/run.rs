@@ -10,7 +10,7 @@ use burn::module::Module;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use crate::callbacks::{EarlyStoppingState, ModelCheckpointState};
+use crate::callbacks::{EarlyStoppingState, ModelCheckpointState, ReduceLrOnPlateauState};
 use crate::data::Augmenter;
 use crate::models::{ModelConfig, Network, Shape};
 use crate::util::write_atomic;
@@ -69,6 +69,13 @@ pub struct LoopState {
     pub checkpoint: ModelCheckpointState,
     /// Whether early stopping ended the run.
     pub stopped: bool,
+    /// Learning-rate reduction on a plateau (absent in older resume points).
+    #[serde(default)]
+    pub reduce_lr: Option<ReduceLrOnPlateauState>,
+    /// The optimizer's base learning rate when it differs from the configured one (after a
+    /// reduction on a plateau).
+    #[serde(default)]
+    pub learning_rate: Option<f64>,
 }
 
 /// What preprocessing a trained model expects, saved in every weights file's metadata so

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use lcnn::callbacks::{EarlyStoppingConfig, ModelCheckpointConfig};
+use lcnn::callbacks::{EarlyStoppingConfig, ModelCheckpointConfig, ReduceLrOnPlateauConfig};
 use lcnn::train::{
     fit, FitOptions, LoadedRun, OptimizerConfig, RunWeights, TrainConfig, TrainError,
 };
@@ -176,6 +176,47 @@ fn resumed_run_ends_with_the_same_weights() {
         strip(&ha),
         strip(&hb),
         "histories differ (seconds column aside)"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The `lr` column of a run folder's history.csv.
+fn lr_column(run: &Path) -> Vec<f64> {
+    lcnn::callbacks::read_history(&run.join("history.csv"))
+        .unwrap()
+        .iter()
+        .map(|row| row.logs["lr"])
+        .collect()
+}
+
+#[test]
+fn reduce_lr_on_plateau_lowers_the_rate_and_a_resumed_run_keeps_it() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = temp("reduce-lr");
+    synthetic_folder(&dir.join("data"), 16);
+    // Monitoring the logged rate itself makes the plateaus certain: it never falls by itself,
+    // so every second epoch halves it.
+    let mut cfg = config(&dir.join("data"), 4);
+    cfg.reduce_lr = Some(ReduceLrOnPlateauConfig {
+        monitor: "lr".into(),
+        factor: 0.5,
+        patience: 1,
+        min_delta: 0.0,
+        ..Default::default()
+    });
+    fit(&cfg, &opts(&dir.join("full"), false)).unwrap();
+    assert_eq!(lr_column(&dir.join("full")), [1e-3, 1e-3, 5e-4, 5e-4]);
+
+    // Interrupted after the first reduction: the resumed run goes on at the reduced rate.
+    let mut first = cfg.clone();
+    first.epochs = 2;
+    fit(&first, &opts(&dir.join("split"), false)).unwrap();
+    fit(&cfg, &opts(&dir.join("split"), true)).unwrap();
+    assert_eq!(lr_column(&dir.join("split")), [1e-3, 1e-3, 5e-4, 5e-4]);
+    same_weights(
+        &dir.join("full/model.safetensors"),
+        &dir.join("split/model.safetensors"),
+        "the resumed run with ReduceLROnPlateau",
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
