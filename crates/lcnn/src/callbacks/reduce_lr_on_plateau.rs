@@ -134,13 +134,9 @@ impl ReduceLrOnPlateau {
             st.cooldown_counter -= 1;
             st.wait = 0;
         }
-        // Keras' `monitor_op`, written as Keras writes it (not `Direction::is_improvement`,
-        // which adds the delta to the other side).
-        let improved = match self.direction {
-            Direction::Min => current < st.best - c.min_delta,
-            Direction::Max => current > st.best + c.min_delta,
-        };
-        if improved {
+        // Keras writes `current < best - min_delta`; `is_improvement` moves the delta to the
+        // other side, the same test up to a rounding tie.
+        if self.direction.is_improvement(current, st.best, c.min_delta) {
             st.best = current;
             st.wait = 0;
             return Ok(None);

@@ -153,8 +153,6 @@ pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainEr
     }
     let metadata = weights_metadata(&model_config, &preprocess);
     let mut optim = config.optimizer.init();
-    // The optimizer's hyper-parameters as they stand: ReduceLROnPlateau lowers the base rate.
-    let mut hyper = config.optimizer.clone();
     let mut state = LoopState {
         epochs_done: 0,
         iterations: 0,
@@ -206,9 +204,6 @@ pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainEr
         if let (Some(cfg), Some(s)) = (&config.reduce_lr, &state.reduce_lr) {
             reduce_lr = Some(ReduceLrOnPlateau::from_state(cfg.clone(), s.clone())?);
         }
-        if let Some(lr) = state.learning_rate {
-            hyper.set_learning_rate(lr);
-        }
     }
     // A run killed before its first epoch ended has no resume point: it starts over.
     save_config(&files, config)?;
@@ -235,6 +230,9 @@ pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainEr
         progress.start_epoch(epoch, steps);
         let started = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        // The optimizer's hyper-parameters for this epoch: ReduceLROnPlateau may have lowered
+        // the base rate (kept in the loop state, so a resumed run has it too).
+        let hyper = config.optimizer.at_rate(state.learning_rate);
         let lr_at_start = hyper.decayed_lr(state.iterations);
         for (step, batch) in loader.enumerate() {
             let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), &ad);
@@ -306,7 +304,6 @@ pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainEr
         }
         if let Some(r) = reduce_lr.as_mut() {
             if let Some(lr) = r.on_epoch_end(&logs, hyper.learning_rate())? {
-                hyper.set_learning_rate(lr);
                 state.learning_rate = Some(lr);
                 progress.println(&format!(
                     "Epoch {}: ReduceLROnPlateau reducing learning rate to {lr:e}",

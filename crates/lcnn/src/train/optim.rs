@@ -106,14 +106,18 @@ impl OptimizerConfig {
         }
     }
 
-    /// Sets the base learning rate (what Keras' `ReduceLROnPlateau` changes; `decay` still
-    /// applies on top of it).
-    pub fn set_learning_rate(&mut self, lr: f64) {
-        match self {
-            OptimizerConfig::Adam { learning_rate, .. }
-            | OptimizerConfig::Sgd { learning_rate, .. }
-            | OptimizerConfig::Rmsprop { learning_rate, .. } => *learning_rate = lr,
+    /// This optimizer with its base learning rate replaced by `lr` when given (the rate Keras'
+    /// `ReduceLROnPlateau` lowered; `decay` still applies on top of it).
+    pub fn at_rate(&self, lr: Option<f64>) -> Self {
+        let mut o = self.clone();
+        if let Some(lr) = lr {
+            match &mut o {
+                OptimizerConfig::Adam { learning_rate, .. }
+                | OptimizerConfig::Sgd { learning_rate, .. }
+                | OptimizerConfig::Rmsprop { learning_rate, .. } => *learning_rate = lr,
+            }
         }
+        o
     }
 
     /// Keras' decayed learning rate after `iterations` updates: `lr / (1 + decay * iterations)`.

@@ -133,6 +133,16 @@ pub fn same_weights(a: &Path, b: &Path, what: &str) {
     }
 }
 
+/// Trains `cfg` into `dir/full` in one go, and into `dir/split` for `first_epochs` epochs
+/// then resumed to the end.
+fn full_and_resumed(cfg: &TrainConfig, dir: &Path, first_epochs: usize) {
+    fit(cfg, &opts(&dir.join("full"), false)).unwrap();
+    let mut first = cfg.clone();
+    first.epochs = first_epochs;
+    fit(&first, &opts(&dir.join("split"), false)).unwrap();
+    fit(cfg, &opts(&dir.join("split"), true)).unwrap();
+}
+
 #[test]
 fn resumed_run_ends_with_the_same_weights() {
     let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
@@ -147,12 +157,7 @@ fn resumed_run_ends_with_the_same_weights() {
     // Dropout and augmentation draw random numbers too.
     cfg.augment.width_shift_range = 0.1;
     cfg.augment.horizontal_flip = true;
-    fit(&cfg, &opts(&dir.join("full"), false)).unwrap();
-
-    let mut first = cfg.clone();
-    first.epochs = 1;
-    fit(&first, &opts(&dir.join("split"), false)).unwrap();
-    fit(&cfg, &opts(&dir.join("split"), true)).unwrap();
+    full_and_resumed(&cfg, &dir, 1);
 
     fit(&cfg, &opts(&dir.join("again"), false)).unwrap();
     same_weights(
@@ -204,14 +209,9 @@ fn reduce_lr_on_plateau_lowers_the_rate_and_a_resumed_run_keeps_it() {
         min_delta: 0.0,
         ..Default::default()
     });
-    fit(&cfg, &opts(&dir.join("full"), false)).unwrap();
-    assert_eq!(lr_column(&dir.join("full")), [1e-3, 1e-3, 5e-4, 5e-4]);
-
     // Interrupted after the first reduction: the resumed run goes on at the reduced rate.
-    let mut first = cfg.clone();
-    first.epochs = 2;
-    fit(&first, &opts(&dir.join("split"), false)).unwrap();
-    fit(&cfg, &opts(&dir.join("split"), true)).unwrap();
+    full_and_resumed(&cfg, &dir, 2);
+    assert_eq!(lr_column(&dir.join("full")), [1e-3, 1e-3, 5e-4, 5e-4]);
     assert_eq!(lr_column(&dir.join("split")), [1e-3, 1e-3, 5e-4, 5e-4]);
     same_weights(
         &dir.join("full/model.safetensors"),
