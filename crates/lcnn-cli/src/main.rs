@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench_cmd;
 mod data_cmd;
 mod summary_cmd;
 mod train_cmd;
@@ -28,6 +29,8 @@ enum Command {
     Predict(train_cmd::PredictArgs),
     /// Inspect datasets.
     Data(data_cmd::DataArgs),
+    /// Measure training-step throughput or prediction latency.
+    Bench(bench_cmd::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => train_cmd::run_eval(args),
         Command::Predict(args) => train_cmd::run_predict(args),
         Command::Data(args) => data_cmd::run(args),
+        Command::Bench(args) => bench_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

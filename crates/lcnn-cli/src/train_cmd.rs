@@ -146,6 +146,10 @@ pub struct TrainArgs {
     /// cpu (default), cuda[:N] or wgpu[:N] (builds with the cuda / wgpu feature).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// On the CPU: native (lcnn's own kernels, the default) or burn (Burn's tensors, the
+    /// reference path). GPU devices always use burn.
+    #[arg(long, default_value = "native")]
+    engine: String,
 }
 
 fn optimizer(args: &TrainArgs) -> Result<OptimizerConfig> {
@@ -249,6 +253,7 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
         seed: args.seed,
         freeze_until: args.freeze_until.clone(),
         init_weights: args.weights.clone(),
+        engine: args.engine.parse().map_err(anyhow::Error::msg)?,
     })
 }
 

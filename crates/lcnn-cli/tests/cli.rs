@@ -222,3 +222,44 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn bench_prints_the_figures_the_side_by_side_script_reads() {
+    let o = lcnn(&[
+        "bench",
+        "train-step",
+        "--model",
+        "lcnn",
+        "--input",
+        "16x16x1",
+        "--batch",
+        "4",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for key in ["images/s: ", "ms/step: ", "peak_rss_mb: "] {
+        let value: f64 = out
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no `{key}` line in {out}"))
+            .parse()
+            .unwrap();
+        assert!(value > 0.0, "{key}{value}");
+    }
+    let o = lcnn(&[
+        "bench", "predict", "--model", "lcnn", "--input", "16x16x1", "--steps", "3",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).lines().any(|l| l.starts_with("ms: ")));
+    let o = lcnn(&["bench", "train-step", "--engine", "tpu"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("expected native or burn"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -2,6 +2,7 @@
 //! The defaults are the seeds' MNIST recipe: LCNN, Adam 1e-3, batch 256, 10 epochs, validation
 //! split 0.2, early stopping on val_loss with patience 3.
 
+use crate::engine::EngineKind;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -53,6 +54,15 @@ pub struct TrainConfig {
     pub freeze_until: Option<String>,
     /// Initial weights (safetensors), loaded by layer name before training.
     pub init_weights: Option<PathBuf>,
+    /// Which implementation trains on the CPU: lcnn's native engine (the default) or Burn's
+    /// tensors (the reference; GPU devices always use it). Runs written before the engine
+    /// existed have no such field and were trained by Burn, which their resume point needs.
+    #[serde(default = "legacy_engine")]
+    pub engine: EngineKind,
+}
+
+fn legacy_engine() -> EngineKind {
+    EngineKind::Burn
 }
 
 impl Default for TrainConfig {
@@ -85,6 +95,7 @@ impl Default for TrainConfig {
             seed: 42,
             freeze_until: None,
             init_weights: None,
+            engine: EngineKind::Native,
         }
     }
 }

@@ -8,7 +8,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::data::folder::decode_file;
 use crate::data::imageops::resize;
-use crate::data::{Augmenter, BatchLoader, ColorMode, Dataset, Interpolation, LoaderConfig};
+use crate::data::{Augmenter, Batch, BatchLoader, ColorMode, Dataset, Interpolation, LoaderConfig};
+use crate::engine::Engine;
 use crate::models::{Network, Shape};
 
 use super::loss::loss_for;
@@ -27,7 +28,8 @@ pub struct EvalResult {
 }
 
 /// Evaluates an inference-mode network (`network.valid()`) on `dataset`, preprocessing with
-/// `augmenter` (no random transform). `classes` is the model's output count (1 = sigmoid).
+/// `augmenter` (no random transform). `classes` is the model's output count (1 = sigmoid). On
+/// the CPU it runs on the native engine ([`crate::engine`]) when that can run the model.
 pub fn evaluate(
     network: &Network,
     dataset: Arc<Dataset>,
@@ -36,16 +38,47 @@ pub fn evaluate(
     classes: usize,
     device: &Device,
 ) -> Result<EvalResult, TrainError> {
+    if *device == Device::flex() {
+        if let Ok(mut engine) = Engine::from_network(network) {
+            return evaluate_native(&mut engine, dataset, augmenter, batch_size);
+        }
+    }
+    evaluate_batches(dataset, augmenter, batch_size, |batch| {
+        let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), device);
+        let out = loss_for(classes, network.forward_logits(x), &batch.labels);
+        Ok((out.loss.into_scalar::<f32>() as f64, out.correct))
+    })
+}
+
+/// [`evaluate`] on the native engine (its current weights, in inference mode).
+pub fn evaluate_native(
+    engine: &mut Engine,
+    dataset: Arc<Dataset>,
+    augmenter: Arc<Augmenter>,
+    batch_size: usize,
+) -> Result<EvalResult, TrainError> {
+    evaluate_batches(dataset, augmenter, batch_size, |batch| {
+        Ok(engine.evaluate_batch(&batch.images, batch.shape, &batch.labels)?)
+    })
+}
+
+/// Mean loss and accuracy from per-batch `(mean loss, correct)`.
+fn evaluate_batches(
+    dataset: Arc<Dataset>,
+    augmenter: Arc<Augmenter>,
+    batch_size: usize,
+    mut run: impl FnMut(Batch) -> Result<(f64, usize), TrainError>,
+) -> Result<EvalResult, TrainError> {
     let mut loader_cfg = LoaderConfig::new(batch_size);
     loader_cfg.augment = false;
     let loader = BatchLoader::new(dataset, augmenter, loader_cfg)?;
     let (mut loss_sum, mut correct, mut samples) = (0.0f64, 0usize, 0usize);
     for batch in loader {
-        let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), device);
-        let out = loss_for(classes, network.forward_logits(x), &batch.labels);
-        loss_sum += out.loss.into_scalar::<f32>() as f64 * batch.len as f64;
-        correct += out.correct;
-        samples += batch.len;
+        let len = batch.len;
+        let (loss, right) = run(batch)?;
+        loss_sum += loss * len as f64;
+        correct += right;
+        samples += len;
     }
     let n = samples.max(1) as f64;
     Ok(EvalResult {
@@ -88,6 +121,11 @@ pub fn predict_files(
         .parse()
         .unwrap_or(Interpolation::Nearest);
     let aug = run.preprocess.augmenter();
+    let mut engine = if *device == Device::flex() {
+        Engine::from_network(&run.network).ok()
+    } else {
+        None
+    };
     let mut out = Vec::with_capacity(files.len());
     for file in files {
         let (pixels, ih, iw) = decode_file(file, color)?;
@@ -97,14 +135,19 @@ pub fn predict_files(
             resize(&pixels, (ih, iw, c), (h, w), interpolation)
         };
         let x = preprocess_chw(&aug, &pixels, h, w, c);
-        let x = Tensor::<4>::from_data(TensorData::new(x, [1, c, h, w]), device);
-        let probs = run
-            .network
-            .forward(x)
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .unwrap_or_default();
+        let probs = match engine.as_mut() {
+            Some(engine) => engine.probabilities(&x, [1, c, h, w])?,
+            None => run
+                .network
+                .forward(Tensor::<4>::from_data(
+                    TensorData::new(x, [1, c, h, w]),
+                    device,
+                ))
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap_or_default(),
+        };
         let probs = if probs.len() == 1 {
             // One sigmoid unit: P(class 1) and P(class 0).
             vec![1.0 - probs[0], probs[0]]

@@ -20,10 +20,11 @@ use crate::callbacks::{
 use crate::data::{
     load, Augmenter, BatchLoader, ClassMode, DatasetSpec, LoadOptions, LoaderConfig,
 };
+use crate::engine::{Engine, EngineKind};
 use crate::models::{ModelConfig, Network, Shape};
 use crate::weights::{export, import, safetensors, NamedTensor};
 
-use super::evaluate::{evaluate, EvalResult};
+use super::evaluate::{evaluate, evaluate_native, EvalResult};
 use super::loss::loss_for;
 use super::run::{save_config, weights_metadata, LoopState, Preprocess, RunFiles};
 use super::{TrainConfig, TrainError};
@@ -57,6 +58,8 @@ pub struct FitReport {
 }
 
 const ES_PREFIX: &str = "early_stopping_best/";
+/// The native engine's optimizer slots in `last.safetensors`: `optimizer/{param}/{slot}`.
+const OPT_PREFIX: &str = "optimizer/";
 
 /// Trains as `config` says and writes the run folder `opts.out`.
 pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainError> {
@@ -163,6 +166,7 @@ pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainEr
         learning_rate: None,
     };
     let mut es_best: Option<Vec<NamedTensor>> = None;
+    let mut native_slots: Vec<NamedTensor> = Vec::new();
 
     if opts.resume && files.last().exists() {
         let ckpt = safetensors::load_checkpoint(&files.last())?;
@@ -176,11 +180,21 @@ pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainEr
                 .ok_or_else(|| bad("no loop state".into()))?,
         )
         .map_err(|e| bad(format!("loop state: {e}")))?;
-        let (weights, es): (Vec<NamedTensor>, Vec<NamedTensor>) = ckpt
+        let (slots, tensors): (Vec<NamedTensor>, Vec<NamedTensor>) = ckpt
             .tensors
+            .into_iter()
+            .partition(|t| t.name.starts_with(OPT_PREFIX));
+        let (weights, es): (Vec<NamedTensor>, Vec<NamedTensor>) = tensors
             .into_iter()
             .partition(|t| !t.name.starts_with(ES_PREFIX));
         model = import(model, weights, true, &files.last())?;
+        native_slots = slots
+            .into_iter()
+            .map(|mut t| {
+                t.name = t.name[OPT_PREFIX.len()..].to_string();
+                t
+            })
+            .collect();
         if !es.is_empty() {
             es_best = Some(
                 es.into_iter()
@@ -205,6 +219,15 @@ pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainEr
             reduce_lr = Some(ReduceLrOnPlateau::from_state(cfg.clone(), s.clone())?);
         }
     }
+    // The native engine trains on the CPU (GPU devices always take Burn's path); it starts
+    // from the network's weights and, on resume, its own optimizer slots.
+    let mut engine = if config.engine == EngineKind::Native && device == Device::flex() {
+        let mut e = Engine::from_network(&model)?;
+        e.load_optimizer_state(&config.optimizer, &native_slots, &files.last())?;
+        Some(e)
+    } else {
+        None
+    };
     // A run killed before its first epoch ended has no resume point: it starts over.
     save_config(&files, config)?;
     let mut csv = if state.epochs_done > 0 {
@@ -235,9 +258,25 @@ pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainEr
         let hyper = config.optimizer.at_rate(state.learning_rate);
         let lr_at_start = hyper.decayed_lr(state.iterations);
         for (step, batch) in loader.enumerate() {
-            let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), &ad);
-            let out = loss_for(classes, model.forward_logits(x), &batch.labels);
-            let loss = out.loss.clone().into_scalar::<f32>() as f64;
+            let lr = hyper.step_lr(state.iterations);
+            let (loss, right) = match engine.as_mut() {
+                // Dropout masks from the seed, epoch and step: a resumed run draws the same.
+                Some(e) => {
+                    let seed =
+                        config.seed ^ (state.iterations + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    e.train_step(&batch.images, batch.shape, &batch.labels, &hyper, lr, seed)?
+                }
+                None => {
+                    let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), &ad);
+                    let out = loss_for(classes, model.forward_logits(x), &batch.labels);
+                    let loss = out.loss.clone().into_scalar::<f32>() as f64;
+                    if loss.is_finite() {
+                        let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+                        model = optim.step(lr, model, grads);
+                    }
+                    (loss, out.correct)
+                }
+            };
             if !loss.is_finite() {
                 return Err(TrainError::NonFiniteLoss {
                     epoch: epoch + 1,
@@ -246,11 +285,9 @@ pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainEr
                     best: files.best(),
                 });
             }
-            let grads = GradientsParams::from_grads(out.loss.backward(), &model);
-            model = optim.step(hyper.step_lr(state.iterations), model, grads);
             state.iterations += 1;
             loss_sum += loss * batch.len as f64;
-            correct += out.correct;
+            correct += right;
             seen += batch.len;
             let mut running = Logs::new();
             running.insert(keys::LOSS.into(), loss_sum / seen as f64);
@@ -265,15 +302,22 @@ pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainEr
         let mut logs = Logs::new();
         logs.insert(keys::LOSS.into(), loss_sum / seen.max(1) as f64);
         logs.insert(keys::ACCURACY.into(), correct as f64 / seen.max(1) as f64);
+        // The callbacks and the run folder read the network: bring the engine's weights over.
+        if let Some(e) = &engine {
+            model = e.store(model)?;
+        }
         if let Some(val) = &val {
-            let r = evaluate(
-                &model.valid(),
-                val.clone(),
-                eval_aug.clone(),
-                config.batch_size,
-                classes,
-                &device,
-            )?;
+            let r = match engine.as_mut() {
+                Some(e) => evaluate_native(e, val.clone(), eval_aug.clone(), config.batch_size)?,
+                None => evaluate(
+                    &model.valid(),
+                    val.clone(),
+                    eval_aug.clone(),
+                    config.batch_size,
+                    classes,
+                    &device,
+                )?,
+            };
             logs.insert(keys::VAL_LOSS.into(), r.loss);
             logs.insert(keys::VAL_ACCURACY.into(), r.accuracy);
         }
@@ -296,6 +340,9 @@ pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainEr
                 if action.restore_best_weights {
                     if let Some(best) = &es_best {
                         model = import(model, best.clone(), true, &files.last())?;
+                        if let Some(e) = engine.as_mut() {
+                            e.load(best, &files.last())?;
+                        }
                     }
                 }
                 progress.println(&format!("Epoch {}: early stopping", epoch + 1));
@@ -317,10 +364,14 @@ pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainEr
         plot_history(&history, &files.history_png())?;
         state.epochs_done = epoch + 1;
         state.checkpoint = checkpoint.state();
+        let slots = engine
+            .as_ref()
+            .map(|e| e.optimizer_state(&config.optimizer));
         save_resume_point(
             &files,
             &model,
             &optim,
+            slots,
             &state,
             es_best.as_deref(),
             &metadata,
@@ -329,6 +380,15 @@ pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainEr
 
     safetensors::save(&files.model(), &export(&model), metadata)?;
     let test = match splits.test {
+        Some(test) if engine.is_some() => {
+            let mut e = Engine::from_network(&model.valid())?;
+            Some(evaluate_native(
+                &mut e,
+                Arc::new(test),
+                eval_aug,
+                config.batch_size,
+            )?)
+        }
         Some(test) => Some(evaluate(
             &model.valid(),
             Arc::new(test),
@@ -347,12 +407,13 @@ pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainEr
     })
 }
 
-/// Writes `last.safetensors`: weights, the early-stopping snapshot, optimizer state and loop
-/// state, in one atomic file.
+/// Writes `last.safetensors`: weights, the early-stopping snapshot, optimizer state (the native
+/// engine's slots as tensors, or Burn's optimizer record) and loop state, in one atomic file.
 fn save_resume_point(
     files: &RunFiles,
     model: &Network,
     optim: &ModuleOptimizer,
+    native_slots: Option<Vec<NamedTensor>>,
     state: &LoopState,
     es_best: Option<&[NamedTensor]>,
     metadata: &HashMap<String, String>,
@@ -364,14 +425,23 @@ fn save_resume_point(
             ..t.clone()
         }));
     }
-    let optimizer = optim
-        .to_record()
-        .into_bytes()
-        .map_err(|e| TrainError::Run {
-            file: files.last(),
-            reason: format!("optimizer state: {e}"),
-        })?;
-    let blobs = BTreeMap::from([("optimizer".to_string(), optimizer.to_vec())]);
+    let mut blobs = BTreeMap::new();
+    match native_slots {
+        Some(slots) => tensors.extend(slots.into_iter().map(|t| NamedTensor {
+            name: format!("{OPT_PREFIX}{}", t.name),
+            ..t
+        })),
+        None => {
+            let optimizer = optim
+                .to_record()
+                .into_bytes()
+                .map_err(|e| TrainError::Run {
+                    file: files.last(),
+                    reason: format!("optimizer state: {e}"),
+                })?;
+            blobs.insert("optimizer".to_string(), optimizer.to_vec());
+        }
+    }
     let mut metadata = metadata.clone();
     metadata.insert(
         "state".into(),

@@ -9,7 +9,7 @@ pub mod optim;
 pub mod run;
 
 pub use config::TrainConfig;
-pub use evaluate::{evaluate, predict_files, EvalResult, Prediction};
+pub use evaluate::{evaluate, evaluate_native, predict_files, EvalResult, Prediction};
 pub use fit::{fit, FitOptions, FitReport};
 pub use optim::OptimizerConfig;
 pub use run::{LoadedRun, RunFiles, RunWeights};
@@ -31,6 +31,9 @@ pub enum TrainError {
     /// A callback problem (bad monitor, history file).
     #[error(transparent)]
     Callback(#[from] crate::callbacks::CallbackError),
+    /// The native engine cannot run the model or its input.
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
     /// A bad option.
     #[error("{0}")]
     Config(String),

@@ -125,15 +125,22 @@ fn slots(layer: &mut Layer) -> Vec<(&'static str, Slot<'_>)> {
     }
 }
 
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The id [`assign_stable_ids`] gives the parameter called `name` (`conv1.weight`), which keys
+/// its gradient and optimizer state.
+pub fn param_id(name: &str) -> ParamId {
+    ParamId::from(fnv(name))
+}
+
 /// Gives every parameter an id derived from its name (FNV-1a of `{layer}.{param}`), so that
 /// optimizer state, which Burn keys by parameter id, survives a rebuild of the network (resume,
 /// fine-tuning from a checkpoint).
 pub fn assign_stable_ids(layers: &mut [Layer], names: &[String]) {
-    fn fnv(s: &str) -> u64 {
-        s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-        })
-    }
     fn reid<const D: usize>(p: &mut Param<Tensor<D>>, id: u64) {
         let old = std::mem::replace(
             p,

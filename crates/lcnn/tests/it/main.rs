@@ -1,5 +1,6 @@
 //! lcnn's one integration-test binary, over tiny real data.
 mod batchnorm;
 mod data;
+mod engine;
 mod golden;
 mod train;

@@ -145,10 +145,20 @@ fn full_and_resumed(cfg: &TrainConfig, dir: &Path, first_epochs: usize) {
 
 #[test]
 fn resumed_run_ends_with_the_same_weights() {
+    resumed_run_matches(lcnn::engine::EngineKind::Native);
+}
+
+#[test]
+fn resumed_run_ends_with_the_same_weights_on_burns_path() {
+    resumed_run_matches(lcnn::engine::EngineKind::Burn);
+}
+
+fn resumed_run_matches(engine: lcnn::engine::EngineKind) {
     let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = temp("resume");
+    let dir = temp(&format!("resume-{}", engine.name()));
     synthetic_folder(&dir.join("data"), 24);
     let mut cfg = config(&dir.join("data"), 3);
+    cfg.engine = engine;
     cfg.early_stopping = Some(EarlyStoppingConfig {
         patience: 5,
         restore_best_weights: true,

@@ -1,0 +1,106 @@
+//! `lcnn bench`: training-step throughput and prediction latency of a zoo model, on either
+//! engine and any device, in the `key: value` lines `bench/side_by_side.sh` reads.
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use lcnn::bench::{peak_rss_mb, predict, train_step, BenchConfig};
+use lcnn::device::parse_device;
+use lcnn::engine::EngineKind;
+use lcnn::models::{parse_input_shape, ModelName};
+
+/// Arguments of `lcnn bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: BenchWhat,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchWhat {
+    /// Training steps on a random batch: prints `images/s`, `ms/step` and `peak_rss_mb`.
+    TrainStep(Common),
+    /// Prediction of one batch (default: one image): prints `ms`, `images/s` and `peak_rss_mb`.
+    Predict(Common),
+}
+
+#[derive(Args, Debug)]
+struct Common {
+    /// Model: lcnn, lightcnn9, allconv, separable, vgg16.
+    #[arg(long, default_value = "lcnn")]
+    model: String,
+    /// Input shape HxWxC (default: the model's own).
+    #[arg(long)]
+    input: Option<String>,
+    /// Images per step (train-step default 256, predict default 1).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Timed steps (default: 10 train steps, 100 predictions).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Untimed steps first (default: 3 train steps, 10 predictions).
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// Engine on the CPU: native (lcnn's kernels) or burn (Burn's tensors, the reference).
+    #[arg(long, default_value = "native")]
+    engine: String,
+    /// Device: cpu, cuda[:N], wgpu[:N] (GPU devices run the burn engine).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+/// Runs the benchmark and prints its figures.
+pub fn run(args: BenchArgs) -> Result<()> {
+    let (train, c) = match args.what {
+        BenchWhat::TrainStep(c) => (true, c),
+        BenchWhat::Predict(c) => (false, c),
+    };
+    let model: ModelName = c.model.parse()?;
+    let input = match &c.input {
+        Some(s) => parse_input_shape(s)?,
+        None => model.default_input(),
+    };
+    let device = parse_device(&c.device).map_err(anyhow::Error::msg)?;
+    let mut engine: EngineKind = c.engine.parse().map_err(anyhow::Error::msg)?;
+    if c.device != "cpu" && c.engine == "native" {
+        engine = EngineKind::Burn;
+    }
+    let cfg = BenchConfig {
+        model,
+        input,
+        batch: c.batch.unwrap_or(if train { 256 } else { 1 }),
+        steps: c.steps.unwrap_or(if train { 10 } else { 100 }),
+        warmup: c.warmup.unwrap_or(if train { 3 } else { 10 }),
+        engine,
+        device,
+    };
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!(
+        "{} {} {} batch {} on {} ({} engine, {threads} threads)",
+        if train { "train-step" } else { "predict" },
+        model,
+        c.input.as_deref().unwrap_or("default"),
+        cfg.batch,
+        c.device,
+        cfg.engine.name()
+    );
+    let r = if train {
+        train_step(&cfg)?
+    } else {
+        predict(&cfg)?
+    };
+    if train {
+        println!("images/s: {:.1}", r.images_per_s);
+        println!("ms/step: {:.2}", r.median_ms);
+    } else {
+        println!("ms: {:.3}", r.median_ms);
+        println!("images/s: {:.1}", r.images_per_s);
+    }
+    if let Some(mb) = peak_rss_mb() {
+        println!("peak_rss_mb: {mb:.1}");
+    }
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! Throughput of the zoo's models as `lcnn bench` and `cargo bench --bench train_step` measure
+//! it: a training step (forward to logits, categorical cross-entropy, backward, one Keras-Adam
+//! update) on a fixed random batch, and single-image prediction latency, on either engine and
+//! any device. `bench/side_by_side.sh` runs the same shapes in PyTorch.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+
+use crate::engine::{Engine, EngineError, EngineKind};
+use crate::models::{ModelConfig, ModelError, ModelName, Network, Shape};
+use crate::train::loss::categorical_cross_entropy;
+use crate::train::OptimizerConfig;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// The model.
+    pub model: ModelName,
+    /// Its input (height, width, channels).
+    pub input: Shape,
+    /// Images per step (1 for prediction latency).
+    pub batch: usize,
+    /// Timed steps (after `warmup` untimed ones).
+    pub steps: usize,
+    /// Untimed steps first.
+    pub warmup: usize,
+    /// Which implementation (the native engine runs on the CPU only).
+    pub engine: EngineKind,
+    /// Where the Burn path runs.
+    pub device: Device,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchResult {
+    /// Images per second over the timed steps.
+    pub images_per_s: f64,
+    /// Median milliseconds per step.
+    pub median_ms: f64,
+}
+
+/// What can go wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// A bad model or shape.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The engine cannot run it.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A bad setting.
+    #[error("{0}")]
+    Config(String),
+}
+
+fn image(input: Shape) -> Result<(usize, usize, usize), BenchError> {
+    match input {
+        Shape::Image { h, w, c } => Ok((h, w, c)),
+        Shape::Flat(_) => Err(BenchError::Config("the input must be HxWxC".into())),
+    }
+}
+
+fn check(cfg: &BenchConfig) -> Result<(), BenchError> {
+    if cfg.batch == 0 || cfg.steps == 0 {
+        return Err(BenchError::Config(
+            "--batch and --steps must be at least 1".into(),
+        ));
+    }
+    if cfg.engine == EngineKind::Native && cfg.device != Device::flex() {
+        return Err(BenchError::Config(
+            "the native engine runs on the CPU only: use --engine burn with a GPU device".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn timed(warmup: usize, steps: usize, mut step: impl FnMut(usize)) -> (f64, f64) {
+    for i in 0..warmup {
+        step(i);
+    }
+    let mut times = Vec::with_capacity(steps);
+    let start = Instant::now();
+    for i in 0..steps {
+        let t = Instant::now();
+        step(warmup + i);
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let total = start.elapsed().as_secs_f64();
+    times.sort_by(f64::total_cmp);
+    (total, times[times.len() / 2] * 1e3)
+}
+
+/// Times training steps.
+pub fn train_step(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
+    check(cfg)?;
+    let (h, w, c) = image(cfg.input)?;
+    let spec = ModelConfig::new(cfg.model, cfg.input, 10).spec()?;
+    let labels: Vec<u32> = (0..cfg.batch as u32).map(|i| i % 10).collect();
+    let optimizer = OptimizerConfig::adam();
+    let shape = [cfg.batch, c, h, w];
+    let (total, median_ms) = match cfg.engine {
+        EngineKind::Native => {
+            let device = Device::flex().autodiff();
+            device.seed(0);
+            let mut engine = Engine::from_network(&Network::new(&spec, &device)?)?;
+            let x = random_images(shape);
+            let mut failed = None;
+            let r = timed(cfg.warmup, cfg.steps, |i| {
+                let lr = optimizer.step_lr(i as u64);
+                if let Err(e) = engine.train_step(&x, shape, &labels, &optimizer, lr, i as u64) {
+                    failed = Some(e);
+                }
+            });
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
+            r
+        }
+        EngineKind::Burn => {
+            let device = cfg.device.clone().autodiff();
+            device.seed(0);
+            let mut net = Some(Network::new(&spec, &device)?);
+            let mut optim = optimizer.init();
+            let x = Tensor::<4>::random(shape, Distribution::Uniform(0.0, 1.0), &device);
+            timed(cfg.warmup, cfg.steps, |i| {
+                let model = net.take().expect("the network is put back after each step");
+                let out = categorical_cross_entropy(model.forward_logits(x.clone()), &labels);
+                let _ = out.loss.clone().into_scalar::<f32>();
+                let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+                net = Some(optim.step(optimizer.step_lr(i as u64), model, grads));
+            })
+        }
+    };
+    Ok(BenchResult {
+        images_per_s: (cfg.batch * cfg.steps) as f64 / total,
+        median_ms,
+    })
+}
+
+/// Times inference of `cfg.batch` images (1: single-image latency), class probabilities read
+/// back on the host.
+pub fn predict(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
+    check(cfg)?;
+    let (h, w, c) = image(cfg.input)?;
+    let spec = ModelConfig::new(cfg.model, cfg.input, 10).spec()?;
+    let shape = [cfg.batch, c, h, w];
+    let x = random_images(shape);
+    let (total, median_ms) = match cfg.engine {
+        EngineKind::Native => {
+            cfg.device.seed(0);
+            let mut engine = Engine::from_network(&Network::new(&spec, &cfg.device)?)?;
+            let mut failed = None;
+            let r = timed(cfg.warmup, cfg.steps, |_| {
+                if let Err(e) = engine.probabilities(&x, shape) {
+                    failed = Some(e);
+                }
+            });
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
+            r
+        }
+        EngineKind::Burn => {
+            cfg.device.seed(0);
+            let net = Network::new(&spec, &cfg.device)?.valid();
+            let xt = Tensor::<4>::from_data(TensorData::new(x, shape), &cfg.device);
+            timed(cfg.warmup, cfg.steps, |_| {
+                let _ = net.forward(xt.clone()).into_data();
+            })
+        }
+    };
+    Ok(BenchResult {
+        images_per_s: (cfg.batch * cfg.steps) as f64 / total,
+        median_ms,
+    })
+}
+
+fn random_images(shape: [usize; 4]) -> Vec<f32> {
+    let n: usize = shape.iter().product();
+    (0..n)
+        .map(|i| crate::engine::ops::uniform(0x5EED, i as u64))
+        .collect()
+}
+
+/// The process's peak resident memory in MB (`VmHWM` of `/proc/self/status`; Linux only).
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}

@@ -1,0 +1,1081 @@
+//! lcnn's CPU engine: forward and backward passes written for the zoo's layer kinds, so that a
+//! training step on a few CPU cores spends its time in matrix-multiply kernels rather than in
+//! a general tensor library's dispatch, copies and allocations.
+//!
+//! - Activations are channels-last (`[N, H, W, C]`): a convolution is one matrix multiply over
+//!   gathered patches ([`conv`], on the [`gemm`](https://docs.rs/gemm) crate's AVX-512/AVX2
+//!   kernels), a 1x1 convolution needs no gather, and Max-Feature-Map
+//!   ([Wu et al., arXiv:1511.02683](https://arxiv.org/abs/1511.02683)) compares two
+//!   contiguous halves of each pixel.
+//! - Every buffer (activations, gradients, per-chunk partial sums) is allocated once per batch
+//!   shape and reused across steps.
+//! - Work is split over fixed chunks of the batch and reduced in a fixed order, so a step's
+//!   result does not depend on the thread count, and a resumed run is bit-identical.
+//!
+//! The engine runs a [`ModelSpec`] with the same semantics and stable parameter names as the
+//! Burn [`Network`] (Keras' BatchNormalization, TensorFlow's `same` padding, Flatten in
+//! channels-first order, inverted dropout); `fit` uses it on the CPU by default and Burn's path
+//! stays selectable as the reference (`--engine burn`). `tests/it/engine.rs` checks a few steps
+//! of every zoo model against that path: losses, gradients and weights.
+
+pub mod conv;
+pub mod gemm;
+pub mod loss;
+pub mod ops;
+pub mod optim;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::layers::{Activation, Padding};
+use crate::models::{LayerKind, ModelError, ModelSpec, Network, Shape};
+use crate::train::OptimizerConfig;
+use crate::weights::{export, import, NamedTensor, WeightsError};
+
+use conv::{ConvGeom, Partials};
+use ops::{BnStats, PoolGeom};
+
+/// Which implementation trains and evaluates on the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// lcnn's own CPU engine (this module): the default on the CPU.
+    #[default]
+    Native,
+    /// Burn's tensor library with autodiff (any device; the reference path).
+    Burn,
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "native" => Ok(EngineKind::Native),
+            "burn" => Ok(EngineKind::Burn),
+            _ => Err(format!("unknown engine `{s}`: expected native or burn")),
+        }
+    }
+}
+
+impl EngineKind {
+    /// Its command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Native => "native",
+            EngineKind::Burn => "burn",
+        }
+    }
+}
+
+/// What can go wrong building or feeding the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A layer the engine has no kernel for.
+    #[error(
+        "the native CPU engine cannot run layer `{layer}` of `{model}`: {what} (use --engine burn)"
+    )]
+    Unsupported {
+        /// Model name.
+        model: String,
+        /// Layer name.
+        layer: String,
+        /// What is missing.
+        what: String,
+    },
+    /// A bad model spec.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// Weights that do not fit the model.
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    /// A batch whose shape is not the model's input.
+    #[error(
+        "batch of shape {got:?} does not fit the model input {want:?} (expected [N, C, H, W])"
+    )]
+    Batch {
+        /// The batch's shape.
+        got: Vec<usize>,
+        /// The model's `[C, H, W]`.
+        want: [usize; 3],
+    },
+}
+
+/// How a parameter's values are stored here, relative to Burn's layout (the weight files').
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// Same order.
+    Plain,
+    /// Burn `[out, in, k, k]`, stored `[k, k, in, out]`.
+    Hwio { out: usize, cin: usize, k: usize },
+    /// Burn `[c, 1, k, k]`, stored `[k, k, c]`.
+    Depthwise { c: usize, k: usize },
+}
+
+impl Layout {
+    /// Position in the stored buffer of Burn's flat index `i`.
+    fn stored_index(self, i: usize) -> usize {
+        match self {
+            Layout::Plain => i,
+            Layout::Hwio { out, cin, k } => {
+                let (o, r) = (i / (cin * k * k), i % (cin * k * k));
+                let (ci, t) = (r / (k * k), r % (k * k));
+                (t * cin + ci) * out + o
+            }
+            Layout::Depthwise { c, k } => {
+                let (ch, t) = (i / (k * k), i % (k * k));
+                t * c + ch
+            }
+        }
+    }
+
+    fn stored_from_burn(self, data: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0; data.len()];
+        for (i, v) in data.iter().enumerate() {
+            out[self.stored_index(i)] = *v;
+        }
+        out
+    }
+
+    fn burn_from_stored(self, data: &[f32]) -> Vec<f32> {
+        (0..data.len())
+            .map(|i| data[self.stored_index(i)])
+            .collect()
+    }
+}
+
+/// One parameter (or BatchNorm moving statistic).
+#[derive(Debug, Clone)]
+struct Param {
+    name: String,
+    shape: Vec<usize>,
+    layout: Layout,
+    value: Vec<f32>,
+    /// Updated by the optimizer (false for moving statistics and frozen layers).
+    trainable: bool,
+    /// A BatchNorm moving statistic (never trainable).
+    statistic: bool,
+    /// Optimizer slots, as [`optim::slot_names`].
+    slots: Vec<Vec<f32>>,
+}
+
+/// One layer, with the indices of its parameters.
+#[derive(Debug, Clone)]
+enum Op {
+    Conv {
+        g: ConvGeom,
+        w: usize,
+        b: usize,
+        relu: bool,
+    },
+    Separable {
+        dg: ConvGeom,
+        pg: ConvGeom,
+        dw: usize,
+        pw: usize,
+        pb: usize,
+        relu: bool,
+    },
+    Mfm {
+        c: usize,
+    },
+    MaxPool(PoolGeom),
+    BatchNorm {
+        c: usize,
+        gamma: usize,
+        beta: usize,
+        mean: usize,
+        var: usize,
+    },
+    Dropout {
+        rate: f32,
+    },
+    Flatten {
+        p: usize,
+        c: usize,
+    },
+    Gap {
+        p: usize,
+        c: usize,
+    },
+    Dense {
+        din: usize,
+        dout: usize,
+        w: usize,
+        b: usize,
+        relu: bool,
+    },
+    Relu,
+    Identity,
+}
+
+/// Buffers reused from step to step.
+#[derive(Debug, Default)]
+struct Workspace {
+    /// `acts[i]`: the input of layer `i`; `acts[L]`: the logits.
+    acts: Vec<Vec<f32>>,
+    /// Gradients with respect to `acts`.
+    grads: Vec<Vec<f32>>,
+    /// Separable convolutions' depthwise outputs and their gradients.
+    mids: Vec<(Vec<f32>, Vec<f32>)>,
+    /// Batch statistics of the last training forward pass, per layer.
+    bn: Vec<BnStats>,
+    /// Per-chunk partial weight gradients, per layer.
+    parts: Vec<Partials>,
+    /// Parameter gradients.
+    pgrads: Vec<Vec<f32>>,
+}
+
+/// BatchNormalization's Keras constants (see [`crate::layers::BatchNormalizationConfig`]).
+const BN_MOMENTUM: f64 = 0.99;
+const BN_EPSILON: f32 = 1e-3;
+
+/// A model compiled for the CPU engine.
+#[derive(Debug)]
+pub struct Engine {
+    spec: ModelSpec,
+    ops: Vec<Op>,
+    /// Values per sample after each layer (`sizes[0]`: the input).
+    sizes: Vec<usize>,
+    params: Vec<Param>,
+    input: [usize; 3],
+    outputs: usize,
+    /// The final softmax or sigmoid, applied by [`Engine::probabilities`] (linear without one).
+    head: Activation,
+    /// Index of the first layer with trainable parameters: no input gradient is needed
+    /// below it.
+    first_trainable: usize,
+    ws: Workspace,
+}
+
+impl Engine {
+    /// Compiles `spec` (parameters zero until [`Engine::load`]).
+    pub fn new(spec: &ModelSpec) -> Result<Self, EngineError> {
+        let resolved = spec.resolve()?;
+        let Shape::Image { h, w, c } = spec.input else {
+            return Err(EngineError::Unsupported {
+                model: spec.name.clone(),
+                layer: "input".into(),
+                what: "a flat input".into(),
+            });
+        };
+        let last = resolved.len().saturating_sub(1);
+        let mut params: Vec<Param> = Vec::new();
+        let mut add =
+            |name: &str, pname: &str, shape: Vec<usize>, layout: Layout, trainable: bool| {
+                let n = shape.iter().product();
+                let init = if pname == "running_var" || pname == "gamma" {
+                    1.0
+                } else {
+                    0.0
+                };
+                params.push(Param {
+                    name: format!("{name}.{pname}"),
+                    shape,
+                    layout,
+                    value: vec![init; n],
+                    trainable,
+                    statistic: !trainable,
+                    slots: Vec::new(),
+                });
+                params.len() - 1
+            };
+        let mut ops = Vec::with_capacity(resolved.len());
+        let mut head = Activation::Linear;
+        let mut sizes = vec![h * w * c];
+        for (i, r) in resolved.iter().enumerate() {
+            let name = r.spec.name.as_str();
+            let unsupported = |what: &str| EngineError::Unsupported {
+                model: spec.name.clone(),
+                layer: name.to_string(),
+                what: what.to_string(),
+            };
+            // The final softmax/sigmoid is applied outside (logits out), as `Network`.
+            let mut act = |a: Activation| -> Result<bool, EngineError> {
+                if i == last {
+                    head = a;
+                }
+                match a {
+                    Activation::Linear => Ok(false),
+                    Activation::Relu => Ok(true),
+                    Activation::Softmax | Activation::Sigmoid if i == last => Ok(false),
+                    other => Err(unsupported(&format!(
+                        "{} before the last layer",
+                        other.name()
+                    ))),
+                }
+            };
+            let image = |s: Shape| match s {
+                Shape::Image { h, w, c } => (h, w, c),
+                Shape::Flat(n) => (1, 1, n),
+            };
+            let (ih, iw, ic) = image(r.input);
+            let (oh, ow, _) = image(r.output);
+            let geom = |k: usize, stride: usize, padding: Padding, cout: usize| ConvGeom {
+                h: ih,
+                w: iw,
+                cin: ic,
+                k,
+                stride,
+                pad_top: padding.pads(ih, k, stride).0,
+                pad_left: padding.pads(iw, k, stride).0,
+                oh,
+                ow,
+                cout,
+            };
+            let op = match &r.spec.kind {
+                LayerKind::Conv2d {
+                    filters,
+                    kernel,
+                    strides,
+                    padding,
+                    activation,
+                } => {
+                    let g = geom(*kernel, *strides, *padding, *filters);
+                    let layout = Layout::Hwio {
+                        out: *filters,
+                        cin: ic,
+                        k: *kernel,
+                    };
+                    let w = add(
+                        name,
+                        "weight",
+                        vec![*filters, ic, *kernel, *kernel],
+                        layout,
+                        true,
+                    );
+                    let b = add(name, "bias", vec![*filters], Layout::Plain, true);
+                    Op::Conv {
+                        g,
+                        w,
+                        b,
+                        relu: act(*activation)?,
+                    }
+                }
+                LayerKind::SeparableConv2d {
+                    filters,
+                    kernel,
+                    padding,
+                    activation,
+                } => {
+                    let dg = ConvGeom {
+                        cout: ic,
+                        ..geom(*kernel, 1, *padding, ic)
+                    };
+                    let pg = ConvGeom {
+                        h: oh,
+                        w: ow,
+                        cin: ic,
+                        k: 1,
+                        stride: 1,
+                        pad_top: 0,
+                        pad_left: 0,
+                        oh,
+                        ow,
+                        cout: *filters,
+                    };
+                    let dw = add(
+                        name,
+                        "depthwise.weight",
+                        vec![ic, 1, *kernel, *kernel],
+                        Layout::Depthwise { c: ic, k: *kernel },
+                        true,
+                    );
+                    let pw = add(
+                        name,
+                        "pointwise.weight",
+                        vec![*filters, ic, 1, 1],
+                        Layout::Hwio {
+                            out: *filters,
+                            cin: ic,
+                            k: 1,
+                        },
+                        true,
+                    );
+                    let pb = add(name, "pointwise.bias", vec![*filters], Layout::Plain, true);
+                    Op::Separable {
+                        dg,
+                        pg,
+                        dw,
+                        pw,
+                        pb,
+                        relu: act(*activation)?,
+                    }
+                }
+                LayerKind::MaxFeatureMap => Op::Mfm { c: ic },
+                LayerKind::MaxPool2d {
+                    pool,
+                    strides,
+                    padding,
+                } => Op::MaxPool(PoolGeom {
+                    h: ih,
+                    w: iw,
+                    c: ic,
+                    k: *pool,
+                    stride: *strides,
+                    pad_top: padding.pads(ih, *pool, *strides).0,
+                    pad_left: padding.pads(iw, *pool, *strides).0,
+                    oh,
+                    ow,
+                }),
+                LayerKind::BatchNorm => Op::BatchNorm {
+                    c: ic,
+                    gamma: add(name, "gamma", vec![ic], Layout::Plain, true),
+                    beta: add(name, "beta", vec![ic], Layout::Plain, true),
+                    mean: add(name, "running_mean", vec![ic], Layout::Plain, false),
+                    var: add(name, "running_var", vec![ic], Layout::Plain, false),
+                },
+                LayerKind::Dropout { rate } => Op::Dropout { rate: *rate as f32 },
+                LayerKind::Flatten => Op::Flatten { p: ih * iw, c: ic },
+                LayerKind::GlobalAvgPool => Op::Gap { p: ih * iw, c: ic },
+                LayerKind::Dense { units, activation } => {
+                    let din = r.input.numel();
+                    let w = add(name, "weight", vec![din, *units], Layout::Plain, true);
+                    let b = add(name, "bias", vec![*units], Layout::Plain, true);
+                    Op::Dense {
+                        din,
+                        dout: *units,
+                        w,
+                        b,
+                        relu: act(*activation)?,
+                    }
+                }
+                LayerKind::Activation { activation } => {
+                    if act(*activation)? {
+                        Op::Relu
+                    } else {
+                        Op::Identity
+                    }
+                }
+            };
+            ops.push(op);
+            sizes.push(r.output.numel());
+        }
+        let outputs = *sizes.last().unwrap_or(&0);
+        let n_ops = ops.len();
+        let mut engine = Engine {
+            spec: spec.clone(),
+            ops,
+            sizes,
+            params,
+            input: [c, h, w],
+            outputs,
+            head: if matches!(head, Activation::Softmax | Activation::Sigmoid) {
+                head
+            } else {
+                Activation::Linear
+            },
+            first_trainable: 0,
+            ws: Workspace::default(),
+        };
+        engine.ws.bn = vec![BnStats::default(); n_ops];
+        engine.ws.parts = (0..n_ops).map(|_| Partials::default()).collect();
+        engine.ws.mids = vec![Default::default(); n_ops];
+        engine.ws.pgrads = engine
+            .params
+            .iter()
+            .map(|p| vec![0.0; p.value.len()])
+            .collect();
+        engine.update_first_trainable();
+        Ok(engine)
+    }
+
+    /// Compiles `network`'s spec and copies its weights, moving statistics and which layers
+    /// are frozen (parameters that do not require gradients).
+    pub fn from_network(network: &Network) -> Result<Self, EngineError> {
+        let mut engine = Engine::new(&network.spec)?;
+        engine.load(&export(network), Path::new("<network>"))?;
+        for (i, layer) in network.layers.iter().enumerate() {
+            if layer_is_frozen(layer) {
+                engine.set_trainable(i, false);
+            }
+        }
+        Ok(engine)
+    }
+
+    /// The spec it runs.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// Outputs per sample (logits).
+    pub fn outputs(&self) -> usize {
+        self.outputs
+    }
+
+    /// Marks the parameters of layers `0..until` as not trainable (Keras `trainable = False`:
+    /// their BatchNorm layers normalize with, and keep, their moving statistics).
+    pub fn freeze_until(&mut self, until: usize) {
+        for i in 0..until.min(self.ops.len()) {
+            self.set_trainable(i, false);
+        }
+    }
+
+    /// Makes layer `i`'s parameters trainable or not (moving statistics never are).
+    pub fn set_trainable(&mut self, layer: usize, trainable: bool) {
+        let prefix = format!("{}.", self.spec.layers[layer].name);
+        for p in &mut self.params {
+            if p.name.starts_with(&prefix) {
+                p.trainable = trainable && !p.statistic;
+            }
+        }
+        self.update_first_trainable();
+    }
+
+    fn update_first_trainable(&mut self) {
+        let trainable = |i: usize| {
+            let prefix = format!("{}.", self.spec.layers[i].name);
+            self.params
+                .iter()
+                .any(|p| p.trainable && p.name.starts_with(&prefix))
+        };
+        self.first_trainable = (0..self.ops.len())
+            .find(|i| trainable(*i))
+            .unwrap_or(self.ops.len());
+    }
+
+    /// Sets parameters from named tensors in Burn's layouts (every parameter must be there).
+    pub fn load(&mut self, tensors: &[NamedTensor], file: &Path) -> Result<(), EngineError> {
+        for p in &mut self.params {
+            let t =
+                tensors
+                    .iter()
+                    .find(|t| t.name == p.name)
+                    .ok_or_else(|| WeightsError::Missing {
+                        file: file.to_path_buf(),
+                        name: p.name.clone(),
+                        expected: p.shape.clone(),
+                    })?;
+            if t.shape != p.shape {
+                return Err(WeightsError::Shape {
+                    file: file.to_path_buf(),
+                    name: p.name.clone(),
+                    found: t.shape.clone(),
+                    expected: p.shape.clone(),
+                }
+                .into());
+            }
+            p.value = p.layout.stored_from_burn(&t.data);
+        }
+        Ok(())
+    }
+
+    /// The parameters and moving statistics as named tensors in Burn's layouts.
+    pub fn export(&self) -> Vec<NamedTensor> {
+        self.params
+            .iter()
+            .map(|p| NamedTensor {
+                name: p.name.clone(),
+                shape: p.shape.clone(),
+                data: p.layout.burn_from_stored(&p.value),
+            })
+            .collect()
+    }
+
+    /// Writes the parameters into `network` (same spec), keeping its parameter ids.
+    pub fn store(&self, network: Network) -> Result<Network, EngineError> {
+        Ok(import(network, self.export(), true, Path::new("<engine>"))?)
+    }
+
+    /// The optimizer state as named tensors `{param}/{slot}` in Burn's layouts.
+    pub fn optimizer_state(&self, config: &OptimizerConfig) -> Vec<NamedTensor> {
+        let names = optim::slot_names(config);
+        self.params
+            .iter()
+            .filter(|p| p.trainable)
+            .flat_map(|p| {
+                names.iter().zip(&p.slots).map(|(s, v)| NamedTensor {
+                    name: format!("{}/{s}", p.name),
+                    shape: p.shape.clone(),
+                    data: p.layout.burn_from_stored(v),
+                })
+            })
+            .collect()
+    }
+
+    /// Restores [`Engine::optimizer_state`]; parameters without saved slots start from zeros.
+    pub fn load_optimizer_state(
+        &mut self,
+        config: &OptimizerConfig,
+        tensors: &[NamedTensor],
+        file: &Path,
+    ) -> Result<(), EngineError> {
+        let names = optim::slot_names(config);
+        for p in self.params.iter_mut().filter(|p| p.trainable) {
+            p.slots.clear();
+            for s in names {
+                let key = format!("{}/{s}", p.name);
+                match tensors.iter().find(|t| t.name == key) {
+                    Some(t) if t.shape == p.shape => {
+                        p.slots.push(p.layout.stored_from_burn(&t.data))
+                    }
+                    Some(t) => {
+                        return Err(WeightsError::Shape {
+                            file: file.to_path_buf(),
+                            name: key,
+                            found: t.shape.clone(),
+                            expected: p.shape.clone(),
+                        }
+                        .into())
+                    }
+                    None if p.slots.is_empty() => break,
+                    None => {
+                        return Err(WeightsError::Missing {
+                            file: file.to_path_buf(),
+                            name: key,
+                            expected: p.shape.clone(),
+                        }
+                        .into())
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies an `[N, C, H, W]` batch into the input buffer (channels-last).
+    fn set_input(&mut self, images: &[f32], shape: [usize; 4]) -> Result<usize, EngineError> {
+        let [n, c, h, w] = shape;
+        if [c, h, w] != self.input || images.len() != n * c * h * w {
+            return Err(EngineError::Batch {
+                got: shape.to_vec(),
+                want: self.input,
+            });
+        }
+        let ws = &mut self.ws;
+        ws.acts.resize_with(self.ops.len() + 1, Vec::new);
+        ws.grads.resize_with(self.ops.len() + 1, Vec::new);
+        for (i, s) in self.sizes.iter().enumerate() {
+            ws.acts[i].resize(n * s, 0.0);
+        }
+        let x = &mut ws.acts[0];
+        if c == 1 {
+            x.copy_from_slice(images);
+        } else {
+            let p = h * w;
+            for (xi, ii) in x.chunks_exact_mut(p * c).zip(images.chunks_exact(p * c)) {
+                ops::flatten_chw(ii, p, c, xi, true);
+            }
+        }
+        Ok(n)
+    }
+
+    /// The forward pass; `train` uses batch statistics (updating the moving ones) and dropout
+    /// with masks drawn from `seed`.
+    fn forward(&mut self, n: usize, train: bool, seed: u64) {
+        let Engine {
+            ops, params, ws, ..
+        } = self;
+        let momentum = (1.0 - BN_MOMENTUM) as f32;
+        for (i, op) in ops.iter().enumerate() {
+            let (lo, hi) = ws.acts.split_at_mut(i + 1);
+            let (x, y) = (&lo[i][..], &mut hi[0][..]);
+            let value = |k: usize| &params[k].value[..];
+            match op {
+                Op::Conv { g, w, b, relu } => {
+                    conv::forward(g, x, value(*w), Some(value(*b)), y);
+                    if *relu {
+                        ops::relu(y);
+                    }
+                }
+                Op::Separable {
+                    dg,
+                    pg,
+                    dw,
+                    pw,
+                    pb,
+                    relu,
+                } => {
+                    let mid = &mut ws.mids[i].0;
+                    mid.resize(n * dg.out_len(), 0.0);
+                    ops::depthwise_forward(dg, x, value(*dw), mid);
+                    conv::forward(pg, mid, value(*pw), Some(value(*pb)), y);
+                    if *relu {
+                        ops::relu(y);
+                    }
+                }
+                Op::Mfm { c } => ops::mfm_forward(x, *c, y),
+                Op::MaxPool(g) => ops::maxpool_forward(g, x, y),
+                Op::BatchNorm {
+                    c,
+                    gamma,
+                    beta,
+                    mean,
+                    var,
+                } => {
+                    // A frozen BatchNorm normalizes with its moving statistics and leaves them
+                    // alone (Keras' `trainable = False`, Burn's `freeze`).
+                    if train && params[*gamma].trainable {
+                        let stats = ops::bn_train_forward(
+                            x,
+                            *c,
+                            value(*gamma),
+                            value(*beta),
+                            BN_EPSILON,
+                            y,
+                        );
+                        for (k, batch) in [(*mean, &stats.mean), (*var, &stats.var)] {
+                            for (r, s) in params[k].value.iter_mut().zip(batch) {
+                                *r = *r * (1.0 - momentum) + s * momentum;
+                            }
+                        }
+                        ws.bn[i] = stats;
+                    } else {
+                        let inv: Vec<f32> = value(*var)
+                            .iter()
+                            .map(|v| 1.0 / (v + BN_EPSILON).sqrt())
+                            .collect();
+                        ops::bn_apply(x, *c, value(*mean), &inv, value(*gamma), value(*beta), y);
+                    }
+                }
+                Op::Dropout { rate } => {
+                    let rate = if train { *rate } else { 0.0 };
+                    ops::dropout(x, rate, layer_seed(seed, i), y);
+                }
+                Op::Flatten { p, c } => ops::flatten_chw(x, *p, *c, y, false),
+                Op::Gap { p, c } => ops::gap_forward(x, *p, *c, y),
+                Op::Dense {
+                    din,
+                    dout,
+                    w,
+                    b,
+                    relu,
+                } => {
+                    for row in y.chunks_exact_mut(*dout) {
+                        row.copy_from_slice(value(*b));
+                    }
+                    gemm::sgemm(
+                        n,
+                        *dout,
+                        *din,
+                        gemm::Mat::new(x, *din),
+                        gemm::Mat::new(value(*w), *dout),
+                        y,
+                        *dout,
+                        true,
+                        threads(),
+                    );
+                    if *relu {
+                        ops::relu(y);
+                    }
+                }
+                Op::Relu => {
+                    y.copy_from_slice(x);
+                    ops::relu(y);
+                }
+                Op::Identity => y.copy_from_slice(x),
+            }
+        }
+    }
+
+    /// The backward pass from `grads[L]` (d loss / d logits) into the parameter gradients.
+    fn backward(&mut self, n: usize, seed: u64) {
+        let Engine {
+            ops,
+            params,
+            ws,
+            sizes,
+            first_trainable,
+            ..
+        } = self;
+        for (i, s) in sizes.iter().enumerate() {
+            ws.grads[i].resize(n * s, 0.0);
+        }
+        for (i, op) in ops.iter().enumerate().rev() {
+            if i < *first_trainable {
+                break;
+            }
+            let need_dx = i > *first_trainable;
+            let x = &ws.acts[i][..];
+            let y = &ws.acts[i + 1][..];
+            let (lo, hi) = ws.grads.split_at_mut(i + 1);
+            let (dx, dy) = (&mut lo[i][..], &mut hi[0][..]);
+            let dx = need_dx.then_some(dx);
+            let value = |k: usize| &params[k].value[..];
+            match op {
+                Op::Conv { g, w, b, relu } => {
+                    if *relu {
+                        ops::relu_backward(y, dy);
+                    }
+                    let (dw, db) = pair_mut(&mut ws.pgrads, *w, *b);
+                    conv::backward(g, x, value(*w), dy, dw, Some(db), dx, &mut ws.parts[i]);
+                }
+                Op::Separable {
+                    dg,
+                    pg,
+                    dw,
+                    pw,
+                    pb,
+                    relu,
+                } => {
+                    if *relu {
+                        ops::relu_backward(y, dy);
+                    }
+                    let (mid, dmid) = &mut ws.mids[i];
+                    dmid.resize(mid.len(), 0.0);
+                    let (dpw, dpb) = pair_mut(&mut ws.pgrads, *pw, *pb);
+                    conv::backward(
+                        pg,
+                        mid,
+                        value(*pw),
+                        dy,
+                        dpw,
+                        Some(dpb),
+                        Some(dmid),
+                        &mut ws.parts[i],
+                    );
+                    ops::depthwise_backward(dg, x, value(*dw), dmid, &mut ws.pgrads[*dw], dx);
+                }
+                Op::Mfm { c } => {
+                    if let Some(dx) = dx {
+                        ops::mfm_backward(x, *c, dy, dx);
+                    }
+                }
+                Op::MaxPool(g) => {
+                    if let Some(dx) = dx {
+                        ops::maxpool_backward(g, x, dy, dx);
+                    }
+                }
+                Op::BatchNorm {
+                    c,
+                    gamma,
+                    beta,
+                    var,
+                    ..
+                } => {
+                    if params[*gamma].trainable {
+                        let (dg, db) = pair_mut(&mut ws.pgrads, *gamma, *beta);
+                        ops::bn_backward(x, *c, &ws.bn[i], value(*gamma), dy, dg, db, dx);
+                    } else if let Some(dx) = dx {
+                        let scale: Vec<f32> = value(*var)
+                            .iter()
+                            .zip(value(*gamma))
+                            .map(|(v, g)| g / (v + BN_EPSILON).sqrt())
+                            .collect();
+                        let zero = vec![0.0; *c];
+                        ops::bn_apply(dy, *c, &zero, &scale, &vec![1.0; *c], &zero, dx);
+                    }
+                }
+                Op::Dropout { rate } => {
+                    if let Some(dx) = dx {
+                        ops::dropout(dy, *rate, layer_seed(seed, i), dx);
+                    }
+                }
+                Op::Flatten { p, c } => {
+                    if let Some(dx) = dx {
+                        ops::flatten_chw(dy, *p, *c, dx, true);
+                    }
+                }
+                Op::Gap { p, c } => {
+                    if let Some(dx) = dx {
+                        ops::gap_backward(dy, *p, *c, dx);
+                    }
+                }
+                Op::Dense {
+                    din,
+                    dout,
+                    w,
+                    b,
+                    relu,
+                } => {
+                    if *relu {
+                        ops::relu_backward(y, dy);
+                    }
+                    let (dw, db) = pair_mut(&mut ws.pgrads, *w, *b);
+                    gemm::sgemm(
+                        *din,
+                        *dout,
+                        n,
+                        gemm::Mat::t(x, *din),
+                        gemm::Mat::new(dy, *dout),
+                        dw,
+                        *dout,
+                        false,
+                        threads(),
+                    );
+                    db.fill(0.0);
+                    for row in dy.chunks_exact(*dout) {
+                        for (s, v) in db.iter_mut().zip(row) {
+                            *s += v;
+                        }
+                    }
+                    if let Some(dx) = dx {
+                        gemm::sgemm(
+                            n,
+                            *din,
+                            *dout,
+                            gemm::Mat::new(dy, *dout),
+                            gemm::Mat::t(value(*w), *dout),
+                            dx,
+                            *din,
+                            false,
+                            threads(),
+                        );
+                    }
+                }
+                Op::Relu => {
+                    if let Some(dx) = dx {
+                        ops::relu_backward(y, dy);
+                        dx.copy_from_slice(dy);
+                    }
+                }
+                Op::Identity => {
+                    if let Some(dx) = dx {
+                        dx.copy_from_slice(dy);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forward, loss and backward on one batch, without updating anything but the BatchNorm
+    /// moving statistics: returns the mean loss and the number of correct predictions. The
+    /// gradients are then in [`Engine::gradients`].
+    pub fn forward_backward(
+        &mut self,
+        images: &[f32],
+        shape: [usize; 4],
+        labels: &[u32],
+        seed: u64,
+    ) -> Result<(f64, usize), EngineError> {
+        let n = self.set_input(images, shape)?;
+        self.forward(n, true, seed);
+        let l = self.ops.len();
+        let mut dlogits = std::mem::take(&mut self.ws.grads[l]);
+        dlogits.resize(n * self.outputs, 0.0);
+        let (loss, correct) =
+            loss::loss_and_grad(&self.ws.acts[l], self.outputs, labels, Some(&mut dlogits));
+        self.ws.grads[l] = dlogits;
+        if loss.is_finite() {
+            self.backward(n, seed);
+        }
+        Ok((loss, correct))
+    }
+
+    /// One training step: [`Engine::forward_backward`], then (when the loss is finite) one
+    /// optimizer update of every trainable parameter at rate `lr`
+    /// ([`OptimizerConfig::step_lr`]).
+    pub fn train_step(
+        &mut self,
+        images: &[f32],
+        shape: [usize; 4],
+        labels: &[u32],
+        optimizer: &OptimizerConfig,
+        lr: f64,
+        seed: u64,
+    ) -> Result<(f64, usize), EngineError> {
+        let (loss, correct) = self.forward_backward(images, shape, labels, seed)?;
+        if loss.is_finite() {
+            let nslots = optim::slot_names(optimizer).len();
+            for (p, g) in self.params.iter_mut().zip(&self.ws.pgrads) {
+                if p.trainable {
+                    p.slots.resize_with(nslots, Vec::new);
+                    optim::step(optimizer, lr, &mut p.value, g, &mut p.slots);
+                }
+            }
+        }
+        Ok((loss, correct))
+    }
+
+    /// The gradients of the last [`Engine::forward_backward`], named, in Burn's layouts
+    /// (trainable parameters only).
+    pub fn gradients(&self) -> Vec<NamedTensor> {
+        self.params
+            .iter()
+            .zip(&self.ws.pgrads)
+            .filter(|(p, _)| p.trainable)
+            .map(|(p, g)| NamedTensor {
+                name: p.name.clone(),
+                shape: p.shape.clone(),
+                data: p.layout.burn_from_stored(g),
+            })
+            .collect()
+    }
+
+    /// Inference (moving statistics, no dropout): the logits, `[N, outputs]`.
+    pub fn logits(&mut self, images: &[f32], shape: [usize; 4]) -> Result<&[f32], EngineError> {
+        let n = self.set_input(images, shape)?;
+        self.forward(n, false, 0);
+        Ok(&self.ws.acts[self.ops.len()])
+    }
+
+    /// The input of layer `i` after the last forward pass and its gradient after the last
+    /// backward pass, channels-last (`i == layers`: the logits); for tests that compare
+    /// layer by layer.
+    pub fn layer_input(&self, i: usize) -> (&[f32], &[f32]) {
+        let g = self.ws.grads.get(i).map_or(&[][..], |g| &g[..]);
+        (&self.ws.acts[i], g)
+    }
+
+    /// Inference with the model's final activation: class probabilities, `[N, outputs]`.
+    pub fn probabilities(
+        &mut self,
+        images: &[f32],
+        shape: [usize; 4],
+    ) -> Result<Vec<f32>, EngineError> {
+        let (k, head) = (self.outputs, self.head);
+        let mut out = self.logits(images, shape)?.to_vec();
+        for row in out.chunks_exact_mut(k.max(1)) {
+            match head {
+                Activation::Softmax => {
+                    let max = row.iter().fold(f32::NEG_INFINITY, |a, b| a.max(*b));
+                    let mut sum = 0.0;
+                    for v in row.iter_mut() {
+                        *v = (*v - max).exp();
+                        sum += *v;
+                    }
+                    for v in row.iter_mut() {
+                        *v /= sum;
+                    }
+                }
+                Activation::Sigmoid => {
+                    for v in row.iter_mut() {
+                        *v = 1.0 / (1.0 + (-*v).exp());
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Inference loss and correct count of one batch.
+    pub fn evaluate_batch(
+        &mut self,
+        images: &[f32],
+        shape: [usize; 4],
+        labels: &[u32],
+    ) -> Result<(f64, usize), EngineError> {
+        let k = self.outputs;
+        let logits = self.logits(images, shape)?;
+        Ok(loss::loss_and_grad(logits, k, labels, None))
+    }
+}
+
+/// Whether a Burn layer's parameters are frozen (do not require gradients).
+fn layer_is_frozen(layer: &crate::models::Layer) -> bool {
+    use crate::models::Layer;
+    let weight_requires_grad = match layer {
+        Layer::Conv2d(b) => b.conv.conv.weight.val().is_require_grad(),
+        Layer::SeparableConv2d(b) => b.conv.pointwise.weight.val().is_require_grad(),
+        Layer::Dense(b) => b.dense.linear.weight.val().is_require_grad(),
+        Layer::BatchNorm(bn) => bn.bn.gamma.val().is_require_grad(),
+        _ => return false,
+    };
+    !weight_requires_grad
+}
+
+/// Mutable references to two different entries.
+fn pair_mut(v: &mut [Vec<f32>], a: usize, b: usize) -> (&mut [f32], &mut [f32]) {
+    assert!(a < b, "parameters are added in order");
+    let (lo, hi) = v.split_at_mut(b);
+    (&mut lo[a], &mut hi[0])
+}
+
+fn layer_seed(seed: u64, layer: usize) -> u64 {
+    seed ^ (layer as u64 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93)
+}
+
+fn threads() -> usize {
+    rayon::current_num_threads()
+}

@@ -1,0 +1,576 @@
+//! The engine's layers other than convolution and dense, channels-last: Max-Feature-Map
+//! ([Wu et al., arXiv:1511.02683](https://arxiv.org/abs/1511.02683)), max pooling, Keras
+//! BatchNormalization ([Ioffe & Szegedy, arXiv:1502.03167](https://arxiv.org/abs/1502.03167)),
+//! dropout, ReLU, global average pooling, Flatten in Keras' channels-first order, and the
+//! depthwise half of a separable convolution. Backward passes recompute what they need from the
+//! layer's input (argmax, normalized values, dropout masks), so nothing but the activations is
+//! kept between the passes. Every reduction runs over fixed chunks in a fixed order.
+
+use rayon::prelude::*;
+
+/// Values handled per parallel task in elementwise loops.
+const GRAIN: usize = 32 * 1024;
+
+/// Max-Feature-Map over the last axis: `y[.., j] = max(x[.., j], x[.., j + c/2])`.
+///
+/// # Shapes
+/// - `x`: `[rows, c]`, `y`: `[rows, c / 2]`
+pub fn mfm_forward(x: &[f32], c: usize, y: &mut [f32]) {
+    let h = c / 2;
+    let rows_per = (GRAIN / c).max(1);
+    y.par_chunks_mut(rows_per * h)
+        .zip(x.par_chunks(rows_per * c))
+        .for_each(|(yc, xc)| {
+            for (yr, xr) in yc.chunks_exact_mut(h).zip(xc.chunks_exact(c)) {
+                let (a, b) = xr.split_at(h);
+                for ((o, p), q) in yr.iter_mut().zip(a).zip(b) {
+                    *o = p.max(*q);
+                }
+            }
+        });
+}
+
+/// Gradient of [`mfm_forward`]: each output's gradient goes to the half that won (the first on
+/// a tie).
+pub fn mfm_backward(x: &[f32], c: usize, dy: &[f32], dx: &mut [f32]) {
+    let h = c / 2;
+    let rows_per = (GRAIN / c).max(1);
+    dx.par_chunks_mut(rows_per * c)
+        .zip(x.par_chunks(rows_per * c))
+        .zip(dy.par_chunks(rows_per * h))
+        .for_each(|((dxc, xc), dyc)| {
+            for ((dr, xr), gr) in dxc
+                .chunks_exact_mut(c)
+                .zip(xc.chunks_exact(c))
+                .zip(dyc.chunks_exact(h))
+            {
+                let (a, b) = xr.split_at(h);
+                let (da, db) = dr.split_at_mut(h);
+                for j in 0..h {
+                    let first = a[j] >= b[j];
+                    da[j] = if first { gr[j] } else { 0.0 };
+                    db[j] = if first { 0.0 } else { gr[j] };
+                }
+            }
+        });
+}
+
+/// Window geometry of a max pooling (Keras `valid`, or `same` with TensorFlow's padding, where
+/// padded positions never win).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolGeom {
+    /// Input height, width, channels.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Channels.
+    pub c: usize,
+    /// Window side.
+    pub k: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Padding above.
+    pub pad_top: usize,
+    /// Padding left.
+    pub pad_left: usize,
+    /// Output height.
+    pub oh: usize,
+    /// Output width.
+    pub ow: usize,
+}
+
+impl PoolGeom {
+    fn range(&self, o: usize, pad: usize, len: usize) -> (usize, usize) {
+        let start = (o * self.stride) as isize - pad as isize;
+        let a = start.max(0) as usize;
+        let b = ((start + self.k as isize).min(len as isize)).max(0) as usize;
+        (a, b.max(a))
+    }
+
+    /// For each output value, the input pixel index (within its image) of the window's maximum.
+    fn argmax_image(&self, x: &[f32], mut f: impl FnMut(usize, usize)) {
+        let c = self.c;
+        let mut best = vec![f32::NEG_INFINITY; c];
+        let mut arg = vec![0usize; c];
+        for oy in 0..self.oh {
+            let (y0, y1) = self.range(oy, self.pad_top, self.h);
+            for ox in 0..self.ow {
+                let (x0, x1) = self.range(ox, self.pad_left, self.w);
+                best.fill(f32::NEG_INFINITY);
+                arg.fill(y0 * self.w + x0);
+                for iy in y0..y1 {
+                    for ix in x0..x1 {
+                        let p = iy * self.w + ix;
+                        for ((b, a), v) in best
+                            .iter_mut()
+                            .zip(arg.iter_mut())
+                            .zip(&x[p * c..(p + 1) * c])
+                        {
+                            if *v > *b {
+                                *b = *v;
+                                *a = p;
+                            }
+                        }
+                    }
+                }
+                let o = oy * self.ow + ox;
+                for (j, a) in arg.iter().enumerate() {
+                    f(o * c + j, a * c + j);
+                }
+            }
+        }
+    }
+}
+
+/// Max pooling of `n` images.
+///
+/// # Shapes
+/// - `x`: `[n, h, w, c]`, `y`: `[n, oh, ow, c]`
+pub fn maxpool_forward(g: &PoolGeom, x: &[f32], y: &mut [f32]) {
+    let (il, ol) = (g.h * g.w * g.c, g.oh * g.ow * g.c);
+    y.par_chunks_mut(ol)
+        .zip(x.par_chunks(il))
+        .for_each(|(yi, xi)| {
+            g.argmax_image(xi, |o, i| yi[o] = xi[i]);
+        });
+}
+
+/// Gradient of [`maxpool_forward`]: to the first maximum of each window.
+pub fn maxpool_backward(g: &PoolGeom, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let (il, ol) = (g.h * g.w * g.c, g.oh * g.ow * g.c);
+    dx.par_chunks_mut(il)
+        .zip(x.par_chunks(il))
+        .zip(dy.par_chunks(ol))
+        .for_each(|((di, xi), gi)| {
+            di.fill(0.0);
+            g.argmax_image(xi, |o, i| di[i] += gi[o]);
+        });
+}
+
+/// Per-channel sums over rows, in fixed chunks of rows summed in order (f64).
+fn channel_sums(x: &[f32], c: usize, f: impl Fn(usize, f32) -> f64 + Sync) -> Vec<f64> {
+    let rows_per = (GRAIN / c).max(1);
+    let parts: Vec<Vec<f64>> = x
+        .par_chunks(rows_per * c)
+        .map(|xc| {
+            let mut s = vec![0.0f64; c];
+            for row in xc.chunks_exact(c) {
+                for (j, v) in row.iter().enumerate() {
+                    s[j] += f(j, *v);
+                }
+            }
+            s
+        })
+        .collect();
+    let mut total = vec![0.0f64; c];
+    for p in parts {
+        for (t, v) in total.iter_mut().zip(p) {
+            *t += v;
+        }
+    }
+    total
+}
+
+/// Batch statistics of a training step: per-channel mean and biased variance.
+#[derive(Debug, Clone, Default)]
+pub struct BnStats {
+    /// Mean per channel.
+    pub mean: Vec<f32>,
+    /// Variance per channel (divided by the row count, as Keras).
+    pub var: Vec<f32>,
+    /// `1 / sqrt(var + epsilon)`.
+    pub inv_std: Vec<f32>,
+}
+
+/// BatchNormalization in training mode over the rows of `x` (`[rows, c]`): normalizes with
+/// the batch statistics, which it returns for the moving averages and the backward pass.
+pub fn bn_train_forward(
+    x: &[f32],
+    c: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    y: &mut [f32],
+) -> BnStats {
+    let rows = (x.len() / c).max(1) as f64;
+    let mean: Vec<f32> = channel_sums(x, c, |_, v| v as f64)
+        .iter()
+        .map(|s| (s / rows) as f32)
+        .collect();
+    let var: Vec<f32> = channel_sums(x, c, |j, v| {
+        let d = (v - mean[j]) as f64;
+        d * d
+    })
+    .iter()
+    .map(|s| (s / rows) as f32)
+    .collect();
+    let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    bn_apply(x, c, &mean, &inv_std, gamma, beta, y);
+    BnStats { mean, var, inv_std }
+}
+
+/// `y = (x - mean) * inv_std * gamma + beta`, per channel.
+pub fn bn_apply(
+    x: &[f32],
+    c: usize,
+    mean: &[f32],
+    inv_std: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    y: &mut [f32],
+) {
+    let scale: Vec<f32> = inv_std.iter().zip(gamma).map(|(s, g)| s * g).collect();
+    let shift: Vec<f32> = (0..c).map(|j| beta[j] - mean[j] * scale[j]).collect();
+    let rows_per = (GRAIN / c).max(1);
+    y.par_chunks_mut(rows_per * c)
+        .zip(x.par_chunks(rows_per * c))
+        .for_each(|(yc, xc)| {
+            for (yr, xr) in yc.chunks_exact_mut(c).zip(xc.chunks_exact(c)) {
+                for j in 0..c {
+                    yr[j] = xr[j] * scale[j] + shift[j];
+                }
+            }
+        });
+}
+
+/// Gradient of [`bn_train_forward`]: `dgamma`, `dbeta` (overwritten) and `dx`.
+#[allow(clippy::too_many_arguments)]
+pub fn bn_backward(
+    x: &[f32],
+    c: usize,
+    stats: &BnStats,
+    gamma: &[f32],
+    dy: &[f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+    dx: Option<&mut [f32]>,
+) {
+    let rows = (x.len() / c).max(1);
+    let (mean, inv) = (&stats.mean, &stats.inv_std);
+    let rows_per = (GRAIN / c).max(1);
+    let parts: Vec<(Vec<f64>, Vec<f64>)> = x
+        .par_chunks(rows_per * c)
+        .zip(dy.par_chunks(rows_per * c))
+        .map(|(xc, gc)| {
+            let (mut sg, mut sb) = (vec![0.0f64; c], vec![0.0f64; c]);
+            for (xr, gr) in xc.chunks_exact(c).zip(gc.chunks_exact(c)) {
+                for j in 0..c {
+                    sg[j] += (gr[j] * (xr[j] - mean[j]) * inv[j]) as f64;
+                    sb[j] += gr[j] as f64;
+                }
+            }
+            (sg, sb)
+        })
+        .collect();
+    let (mut sg, mut sb) = (vec![0.0f64; c], vec![0.0f64; c]);
+    for (pg, pb) in parts {
+        for j in 0..c {
+            sg[j] += pg[j];
+            sb[j] += pb[j];
+        }
+    }
+    for j in 0..c {
+        dgamma[j] = sg[j] as f32;
+        dbeta[j] = sb[j] as f32;
+    }
+    let Some(dx) = dx else { return };
+    let n = rows as f32;
+    let k: Vec<f32> = (0..c).map(|j| gamma[j] * inv[j] / n).collect();
+    dx.par_chunks_mut(rows_per * c)
+        .zip(x.par_chunks(rows_per * c))
+        .zip(dy.par_chunks(rows_per * c))
+        .for_each(|((dc, xc), gc)| {
+            for ((dr, xr), gr) in dc
+                .chunks_exact_mut(c)
+                .zip(xc.chunks_exact(c))
+                .zip(gc.chunks_exact(c))
+            {
+                for j in 0..c {
+                    let xhat = (xr[j] - mean[j]) * inv[j];
+                    dr[j] = k[j] * (n * gr[j] - dbeta[j] - xhat * dgamma[j]);
+                }
+            }
+        });
+}
+
+/// A counter-based uniform draw in `[0, 1)` (SplitMix64 of seed and index): dropout masks need
+/// no stored state and come out the same in the backward pass and after a resume.
+#[inline]
+pub fn uniform(seed: u64, i: u64) -> f32 {
+    let mut z = seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 40) as f32 / (1u64 << 24) as f32
+}
+
+/// Inverted dropout: keeps each value with probability `1 - rate`, scaled by `1 / (1 - rate)`;
+/// `dy -> dx` is the same map, so the backward pass calls it too.
+pub fn dropout(x: &[f32], rate: f32, seed: u64, y: &mut [f32]) {
+    if rate <= 0.0 {
+        y.copy_from_slice(x);
+        return;
+    }
+    let scale = if rate < 1.0 { 1.0 / (1.0 - rate) } else { 0.0 };
+    y.par_chunks_mut(GRAIN)
+        .zip(x.par_chunks(GRAIN))
+        .enumerate()
+        .for_each(|(ci, (yc, xc))| {
+            let base = (ci * GRAIN) as u64;
+            for (i, (o, v)) in yc.iter_mut().zip(xc).enumerate() {
+                let keep = uniform(seed, base + i as u64) >= rate;
+                *o = if keep { v * scale } else { 0.0 };
+            }
+        });
+}
+
+/// ReLU in place.
+pub fn relu(y: &mut [f32]) {
+    y.par_chunks_mut(GRAIN).for_each(|c| {
+        for v in c {
+            *v = v.max(0.0);
+        }
+    });
+}
+
+/// Gradient of ReLU from its output, in place on `dy`.
+pub fn relu_backward(y: &[f32], dy: &mut [f32]) {
+    dy.par_chunks_mut(GRAIN)
+        .zip(y.par_chunks(GRAIN))
+        .for_each(|(d, y)| {
+            for (d, y) in d.iter_mut().zip(y) {
+                if *y <= 0.0 {
+                    *d = 0.0;
+                }
+            }
+        });
+}
+
+/// Global average pooling: `[n, p, c] -> [n, c]`.
+pub fn gap_forward(x: &[f32], p: usize, c: usize, y: &mut [f32]) {
+    for (yi, xi) in y.chunks_exact_mut(c).zip(x.chunks_exact(p * c)) {
+        yi.fill(0.0);
+        for row in xi.chunks_exact(c) {
+            for (o, v) in yi.iter_mut().zip(row) {
+                *o += v;
+            }
+        }
+        for o in yi.iter_mut() {
+            *o /= p as f32;
+        }
+    }
+}
+
+/// Gradient of [`gap_forward`].
+pub fn gap_backward(dy: &[f32], p: usize, c: usize, dx: &mut [f32]) {
+    for (di, gi) in dx.chunks_exact_mut(p * c).zip(dy.chunks_exact(c)) {
+        for row in di.chunks_exact_mut(c) {
+            for (d, g) in row.iter_mut().zip(gi) {
+                *d = g / p as f32;
+            }
+        }
+    }
+}
+
+/// Keras' Flatten of a channels-first model: `[n, p, c] -> [n, c * p]` (channel-major), or back
+/// with `inverse`.
+pub fn flatten_chw(x: &[f32], p: usize, c: usize, y: &mut [f32], inverse: bool) {
+    for (yi, xi) in y.chunks_exact_mut(p * c).zip(x.chunks_exact(p * c)) {
+        for q in 0..p {
+            for j in 0..c {
+                if inverse {
+                    yi[q * c + j] = xi[j * p + q];
+                } else {
+                    yi[j * p + q] = xi[q * c + j];
+                }
+            }
+        }
+    }
+}
+
+/// Depthwise convolution (depth multiplier 1, no bias) with a `[k, k, c]` kernel, reusing the
+/// convolution geometry (`cin == cout == c`).
+pub fn depthwise_forward(g: &super::conv::ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) {
+    let c = g.cin;
+    y.par_chunks_mut(g.out_len())
+        .zip(x.par_chunks(g.in_len()))
+        .for_each(|(yi, xi)| {
+            yi.fill(0.0);
+            depthwise_visit(g, |o, i, t| {
+                for j in 0..c {
+                    yi[o * c + j] += xi[i * c + j] * w[t * c + j];
+                }
+            });
+        });
+}
+
+/// Gradient of [`depthwise_forward`]: `dw` (overwritten) and `dx` when given.
+pub fn depthwise_backward(
+    g: &super::conv::ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    dx: Option<&mut [f32]>,
+) {
+    let c = g.cin;
+    let wl = w.len();
+    let parts: Vec<Vec<f32>> = x
+        .par_chunks(g.in_len())
+        .zip(dy.par_chunks(g.out_len()))
+        .map(|(xi, gi)| {
+            let mut p = vec![0.0f32; wl];
+            depthwise_visit(g, |o, i, t| {
+                for j in 0..c {
+                    p[t * c + j] += xi[i * c + j] * gi[o * c + j];
+                }
+            });
+            p
+        })
+        .collect();
+    dw.fill(0.0);
+    for p in parts {
+        for (d, v) in dw.iter_mut().zip(p) {
+            *d += v;
+        }
+    }
+    if let Some(dx) = dx {
+        dx.par_chunks_mut(g.in_len())
+            .zip(dy.par_chunks(g.out_len()))
+            .for_each(|(di, gi)| {
+                di.fill(0.0);
+                depthwise_visit(g, |o, i, t| {
+                    for j in 0..c {
+                        di[i * c + j] += w[t * c + j] * gi[o * c + j];
+                    }
+                });
+            });
+    }
+}
+
+/// Calls `f(output pixel, input pixel, kernel tap)` for every in-bounds tap of one image.
+fn depthwise_visit(g: &super::conv::ConvGeom, mut f: impl FnMut(usize, usize, usize)) {
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            for ky in 0..g.k {
+                let iy = (oy * g.stride + ky) as isize - g.pad_top as isize;
+                if iy < 0 || iy >= g.h as isize {
+                    continue;
+                }
+                for kx in 0..g.k {
+                    let ix = (ox * g.stride + kx) as isize - g.pad_left as isize;
+                    if ix < 0 || ix >= g.w as isize {
+                        continue;
+                    }
+                    f(
+                        oy * g.ow + ox,
+                        iy as usize * g.w + ix as usize,
+                        ky * g.k + kx,
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mfm_keeps_the_larger_half_and_routes_its_gradient() {
+        // Two pixels of four channels: channels 0,1 compete with 2,3.
+        let x = [1.0f32, 5.0, -3.0, 0.0, 2.0, 4.0, 6.0, -7.0];
+        let mut y = [0.0; 4];
+        mfm_forward(&x, 4, &mut y);
+        assert_eq!(y, [1.0, 5.0, 6.0, 4.0]);
+        let mut dx = [9.0; 8];
+        mfm_backward(&x, 4, &[1.0, 2.0, 3.0, 4.0], &mut dx);
+        assert_eq!(dx, [1.0, 2.0, 0.0, 0.0, 0.0, 4.0, 3.0, 0.0]);
+    }
+
+    #[test]
+    fn maxpool_same_pads_never_win() {
+        // 3x3 single channel, 2x2 windows, same: output 2x2.
+        let g = PoolGeom {
+            h: 3,
+            w: 3,
+            c: 1,
+            k: 2,
+            stride: 2,
+            pad_top: 0,
+            pad_left: 0,
+            oh: 2,
+            ow: 2,
+        };
+        let x: Vec<f32> = (0..9).map(|v| -(v as f32)).collect();
+        let mut y = [0.0; 4];
+        maxpool_forward(&g, &x, &mut y);
+        assert_eq!(y, [0.0, -2.0, -6.0, -8.0]);
+        let mut dx = [0.0; 9];
+        maxpool_backward(&g, &x, &[1.0, 2.0, 3.0, 4.0], &mut dx);
+        assert_eq!(dx, [1.0, 0.0, 2.0, 0.0, 0.0, 0.0, 3.0, 0.0, 4.0]);
+    }
+
+    #[test]
+    fn batchnorm_gradient_matches_finite_differences() {
+        let c = 3;
+        let x: Vec<f32> = (0..24)
+            .map(|i| ((i * 37 % 11) as f32) * 0.3 - 1.0)
+            .collect();
+        let gamma = [1.5f32, -0.5, 2.0];
+        let beta = [0.1f32, 0.2, -0.3];
+        let w: Vec<f32> = (0..24).map(|i| ((i * 13 % 7) as f32) * 0.2 - 0.6).collect();
+        let loss = |x: &[f32]| -> f64 {
+            let mut y = vec![0.0; x.len()];
+            bn_train_forward(x, c, &gamma, &beta, 1e-3, &mut y);
+            y.iter()
+                .zip(&w)
+                .map(|(a, b)| (*a as f64) * (*b as f64))
+                .sum()
+        };
+        let mut y = vec![0.0; 24];
+        let stats = bn_train_forward(&x, c, &gamma, &beta, 1e-3, &mut y);
+        let (mut dg, mut db, mut dx) = ([0.0; 3], [0.0; 3], vec![0.0; 24]);
+        bn_backward(&x, c, &stats, &gamma, &w, &mut dg, &mut db, Some(&mut dx));
+        for i in 0..24 {
+            let (mut a, mut b) = (x.clone(), x.clone());
+            a[i] += 1e-2;
+            b[i] -= 1e-2;
+            let fd = (loss(&a) - loss(&b)) / 2e-2;
+            assert!(
+                (dx[i] as f64 - fd).abs() < 2e-3,
+                "dx[{i}] {} vs {fd}",
+                dx[i]
+            );
+        }
+        for (j, got) in db.iter().enumerate() {
+            let want: f32 = w.iter().skip(j).step_by(c).sum();
+            assert!((got - want).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn dropout_keeps_about_one_minus_rate_and_scales() {
+        let x = vec![1.0f32; 100_000];
+        let mut y = vec![0.0; x.len()];
+        dropout(&x, 0.75, 7, &mut y);
+        let kept = y.iter().filter(|v| **v > 0.0).count() as f64 / x.len() as f64;
+        assert!((kept - 0.25).abs() < 0.01, "{kept}");
+        assert!(y.iter().all(|v| *v == 0.0 || *v == 4.0));
+        let mut y2 = vec![0.0; x.len()];
+        dropout(&x, 0.75, 7, &mut y2);
+        assert_eq!(y, y2, "same seed, same mask");
+    }
+
+    #[test]
+    fn flatten_is_channel_major_and_inverts() {
+        let x = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]; // 3 pixels x 2 channels
+        let mut y = [0.0; 6];
+        flatten_chw(&x, 3, 2, &mut y, false);
+        assert_eq!(y, [1.0, 3.0, 5.0, 2.0, 4.0, 6.0]);
+        let mut back = [0.0; 6];
+        flatten_chw(&y, 3, 2, &mut back, true);
+        assert_eq!(back, x);
+    }
+}
