@@ -46,6 +46,9 @@ struct Common {
     /// Device: cpu, cuda[:N], wgpu[:N] (GPU devices run the burn engine).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Also print the native engine's time per layer (forward and backward, ms per step).
+    #[arg(long)]
+    layers: bool,
 }
 
 /// Runs the benchmark and prints its figures.
@@ -98,6 +101,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
     } else {
         println!("ms: {:.3}", r.median_ms);
         println!("images/s: {:.1}", r.images_per_s);
+    }
+    if c.layers {
+        let steps = (cfg.steps + cfg.warmup) as f64;
+        println!("{:<16} {:>10} {:>10}", "layer", "fwd ms", "bwd ms");
+        for (name, f, b) in &r.layers {
+            println!(
+                "{name:<16} {:>10.2} {:>10.2}",
+                1e3 * f / steps,
+                1e3 * b / steps
+            );
+        }
     }
     if let Some(mb) = peak_rss_mb() {
         println!("peak_rss_mb: {mb:.1}");

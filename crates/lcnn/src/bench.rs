@@ -34,12 +34,14 @@ pub struct BenchConfig {
 }
 
 /// What a run measured.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct BenchResult {
     /// Images per second over the timed steps.
     pub images_per_s: f64,
     /// Median milliseconds per step.
     pub median_ms: f64,
+    /// The native engine's time per layer over all steps: `(layer, forward s, backward s)`.
+    pub layers: Vec<(String, f64, f64)>,
 }
 
 /// What can go wrong.
@@ -101,6 +103,7 @@ pub fn train_step(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
     let labels: Vec<u32> = (0..cfg.batch as u32).map(|i| i % 10).collect();
     let optimizer = OptimizerConfig::adam();
     let shape = [cfg.batch, c, h, w];
+    let mut layers = Vec::new();
     let (total, median_ms) = match cfg.engine {
         EngineKind::Native => {
             let device = Device::flex().autodiff();
@@ -117,6 +120,7 @@ pub fn train_step(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
             if let Some(e) = failed {
                 return Err(e.into());
             }
+            layers = engine.layer_times();
             r
         }
         EngineKind::Burn => {
@@ -137,6 +141,7 @@ pub fn train_step(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
     Ok(BenchResult {
         images_per_s: (cfg.batch * cfg.steps) as f64 / total,
         median_ms,
+        layers,
     })
 }
 
@@ -175,6 +180,7 @@ pub fn predict(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
     Ok(BenchResult {
         images_per_s: (cfg.batch * cfg.steps) as f64 / total,
         median_ms,
+        layers: Vec::new(),
     })
 }
 

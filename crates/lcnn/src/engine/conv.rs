@@ -14,11 +14,20 @@ use rayon::prelude::*;
 
 use super::gemm::{sgemm, Mat};
 
-/// Rows of im2col gathered at once (the gathered block stays in the core's L2 cache).
-const BLOCK_VALUES: usize = 64 * 1024;
+/// Values of im2col gathered at once (the gathered block stays in the core's L2 cache)...
+const BLOCK_VALUES: usize = 256 * 1024;
+
+/// ... but at least this many rows: every multiply packs the whole kernel, which must be
+/// amortized over enough output pixels (VGG's 3x3x512 patches would otherwise give 14 rows).
+const MIN_BLOCK_ROWS: usize = 512;
 
 /// Output pixels per chunk of work (at least one image).
 const CHUNK_ROWS: usize = 1024;
+
+/// Chunks a batch is at least cut into (when it has that many images), so that late layers
+/// with few pixels per image still spread over the cores. Fixed, not the thread count, so
+/// results do not depend on it.
+const MIN_CHUNKS: usize = 4;
 
 thread_local! {
     static COLS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -69,13 +78,15 @@ impl ConvGeom {
         self.k == 1 && self.stride == 1 && self.pad_top == 0 && self.pad_left == 0
     }
 
-    /// Images per chunk of work.
-    pub fn chunk_images(&self) -> usize {
-        (CHUNK_ROWS / (self.oh * self.ow).max(1)).max(1)
+    /// Images per chunk of work in a batch of `n`.
+    pub fn chunk_images(&self, n: usize) -> usize {
+        (CHUNK_ROWS / (self.oh * self.ow).max(1))
+            .min(n.div_ceil(MIN_CHUNKS))
+            .max(1)
     }
 
     fn block_rows(&self) -> usize {
-        (BLOCK_VALUES / self.kdim()).clamp(8, 4096)
+        (BLOCK_VALUES / self.kdim()).clamp(MIN_BLOCK_ROWS, 4096)
     }
 
     /// The valid kernel columns `kx0..kx1` for output column `ox` and the first input column.
@@ -147,7 +158,7 @@ fn with_cols<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 /// - `x`: `[n, h, w, cin]`, `w`: `[k, k, cin, cout]`, `b`: `[cout]`
 /// - `y`: `[n, oh, ow, cout]`
 pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {
-    let chunk = g.chunk_images();
+    let chunk = g.chunk_images(x.len() / g.in_len());
     let (kd, cout) = (g.kdim(), g.cout);
     y.par_chunks_mut(chunk * g.out_len())
         .zip(x.par_chunks(chunk * g.in_len()))
@@ -195,9 +206,10 @@ pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f
         });
 }
 
-/// Per-chunk gradient buffers of one convolution, kept between steps.
+/// Per-chunk gradient buffers of one convolution and its transposed kernel, kept between
+/// steps.
 #[derive(Debug, Default)]
-pub struct Partials(Vec<f32>);
+pub struct Partials(Vec<f32>, Vec<f32>);
 
 /// Gradients of a convolution: `dw` and `db` (overwritten), and `dx` (overwritten) when given.
 ///
@@ -216,11 +228,21 @@ pub fn backward(
     parts: &mut Partials,
 ) {
     let n = x.len() / g.in_len();
-    let chunk = g.chunk_images();
+    let chunk = g.chunk_images(n);
     let tasks = n.div_ceil(chunk);
     let (kd, cout) = (g.kdim(), g.cout);
     let part_len = kd * cout + cout;
     parts.0.resize(tasks * part_len, 0.0);
+    // The kernel as `[cout, kd]`: the input-gradient multiply reads it row-major, which packs
+    // far faster than a strided transpose.
+    let wt = &mut parts.1;
+    wt.resize(kd * cout, 0.0);
+    for (k, row) in w.chunks_exact(cout).enumerate() {
+        for (o, v) in row.iter().enumerate() {
+            wt[o * kd + k] = *v;
+        }
+    }
+    let wt = &parts.1;
     let task = |i: usize, part: &mut [f32], dxc: Option<&mut [f32]>| {
         let (i0, i1) = (i * chunk, ((i + 1) * chunk).min(n));
         let xc = &x[i0 * g.in_len()..i1 * g.in_len()];
@@ -251,7 +273,7 @@ pub fn backward(
                     kd,
                     cout,
                     Mat::new(dyc, cout),
-                    Mat::t(w, cout),
+                    Mat::new(wt, kd),
                     dxc,
                     kd,
                     false,
@@ -289,7 +311,7 @@ pub fn backward(
                         kd,
                         cout,
                         Mat::new(dyb, cout),
-                        Mat::t(w, cout),
+                        Mat::new(wt, kd),
                         dcol,
                         kd,
                         false,

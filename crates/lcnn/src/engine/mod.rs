@@ -224,6 +224,8 @@ struct Workspace {
     parts: Vec<Partials>,
     /// Parameter gradients.
     pgrads: Vec<Vec<f32>>,
+    /// Seconds spent per layer, forward and backward, since the engine was built.
+    times: Vec<[f64; 2]>,
 }
 
 /// BatchNormalization's Keras constants (see [`crate::layers::BatchNormalizationConfig`]).
@@ -667,7 +669,9 @@ impl Engine {
             ops, params, ws, ..
         } = self;
         let momentum = (1.0 - BN_MOMENTUM) as f32;
+        ws.times.resize(ops.len(), [0.0; 2]);
         for (i, op) in ops.iter().enumerate() {
+            let started = std::time::Instant::now();
             let (lo, hi) = ws.acts.split_at_mut(i + 1);
             let (x, y) = (&lo[i][..], &mut hi[0][..]);
             let value = |k: usize| &params[k].value[..];
@@ -765,6 +769,7 @@ impl Engine {
                 }
                 Op::Identity => y.copy_from_slice(x),
             }
+            ws.times[i][0] += started.elapsed().as_secs_f64();
         }
     }
 
@@ -786,6 +791,7 @@ impl Engine {
                 break;
             }
             let need_dx = i > *first_trainable;
+            let started = std::time::Instant::now();
             let x = &ws.acts[i][..];
             let y = &ws.acts[i + 1][..];
             let (lo, hi) = ws.grads.split_at_mut(i + 1);
@@ -833,7 +839,7 @@ impl Engine {
                 }
                 Op::MaxPool(g) => {
                     if let Some(dx) = dx {
-                        ops::maxpool_backward(g, x, dy, dx);
+                        ops::maxpool_backward(g, x, y, dy, dx);
                     }
                 }
                 Op::BatchNorm {
@@ -925,7 +931,18 @@ impl Engine {
                     }
                 }
             }
+            ws.times[i][1] += started.elapsed().as_secs_f64();
         }
+    }
+
+    /// Seconds spent in each layer since the engine was built: `(name, forward, backward)`.
+    pub fn layer_times(&self) -> Vec<(String, f64, f64)> {
+        self.spec
+            .layers
+            .iter()
+            .zip(&self.ws.times)
+            .map(|(l, t)| (l.name.clone(), t[0], t[1]))
+            .collect()
     }
 
     /// Forward, loss and backward on one batch, without updating anything but the BatchNorm

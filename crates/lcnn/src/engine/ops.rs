@@ -46,10 +46,12 @@ pub fn mfm_backward(x: &[f32], c: usize, dy: &[f32], dx: &mut [f32]) {
             {
                 let (a, b) = xr.split_at(h);
                 let (da, db) = dr.split_at_mut(h);
-                for j in 0..h {
-                    let first = a[j] >= b[j];
-                    da[j] = if first { gr[j] } else { 0.0 };
-                    db[j] = if first { 0.0 } else { gr[j] };
+                // Arithmetic rather than branches, so that it vectorizes: `g * 1 = g`,
+                // `g - g = 0` exactly.
+                for ((((da, db), a), b), g) in da.iter_mut().zip(db).zip(a).zip(b).zip(gr) {
+                    let first = f32::from(u8::from(*a >= *b));
+                    *da = *g * first;
+                    *db = *g - *da;
                 }
             }
         });
@@ -87,63 +89,66 @@ impl PoolGeom {
         (a, b.max(a))
     }
 
-    /// For each output value, the input pixel index (within its image) of the window's maximum.
-    fn argmax_image(&self, x: &[f32], mut f: impl FnMut(usize, usize)) {
-        let c = self.c;
-        let mut best = vec![f32::NEG_INFINITY; c];
-        let mut arg = vec![0usize; c];
+    /// Visits the windows of one image: `f(output pixel, input pixels of the window in scan
+    /// order)`.
+    fn windows(&self, mut f: impl FnMut(usize, &mut dyn Iterator<Item = usize>)) {
         for oy in 0..self.oh {
             let (y0, y1) = self.range(oy, self.pad_top, self.h);
             for ox in 0..self.ow {
                 let (x0, x1) = self.range(ox, self.pad_left, self.w);
-                best.fill(f32::NEG_INFINITY);
-                arg.fill(y0 * self.w + x0);
-                for iy in y0..y1 {
-                    for ix in x0..x1 {
-                        let p = iy * self.w + ix;
-                        for ((b, a), v) in best
-                            .iter_mut()
-                            .zip(arg.iter_mut())
-                            .zip(&x[p * c..(p + 1) * c])
-                        {
-                            if *v > *b {
-                                *b = *v;
-                                *a = p;
-                            }
-                        }
-                    }
-                }
-                let o = oy * self.ow + ox;
-                for (j, a) in arg.iter().enumerate() {
-                    f(o * c + j, a * c + j);
-                }
+                let mut taps = (y0..y1).flat_map(|iy| (x0..x1).map(move |ix| iy * self.w + ix));
+                f(oy * self.ow + ox, &mut taps);
             }
         }
     }
 }
 
-/// Max pooling of `n` images.
+/// Max pooling of `n` images: each window's maximum, whole channel rows at a time (so the
+/// compare vectorizes).
 ///
 /// # Shapes
 /// - `x`: `[n, h, w, c]`, `y`: `[n, oh, ow, c]`
 pub fn maxpool_forward(g: &PoolGeom, x: &[f32], y: &mut [f32]) {
-    let (il, ol) = (g.h * g.w * g.c, g.oh * g.ow * g.c);
+    let (il, ol, c) = (g.h * g.w * g.c, g.oh * g.ow * g.c, g.c);
     y.par_chunks_mut(ol)
         .zip(x.par_chunks(il))
         .for_each(|(yi, xi)| {
-            g.argmax_image(xi, |o, i| yi[o] = xi[i]);
+            g.windows(|o, taps| {
+                let out = &mut yi[o * c..(o + 1) * c];
+                out.fill(f32::NEG_INFINITY);
+                for p in taps {
+                    for (m, v) in out.iter_mut().zip(&xi[p * c..(p + 1) * c]) {
+                        *m = m.max(*v);
+                    }
+                }
+            });
         });
 }
 
-/// Gradient of [`maxpool_forward`]: to the first maximum of each window.
-pub fn maxpool_backward(g: &PoolGeom, x: &[f32], dy: &[f32], dx: &mut [f32]) {
-    let (il, ol) = (g.h * g.w * g.c, g.oh * g.ow * g.c);
+/// Gradient of [`maxpool_forward`] (`y` its output): to the first maximum of each window in
+/// scan order, found by comparing the input with the pooled output.
+pub fn maxpool_backward(g: &PoolGeom, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let (il, ol, c) = (g.h * g.w * g.c, g.oh * g.ow * g.c, g.c);
     dx.par_chunks_mut(il)
         .zip(x.par_chunks(il))
-        .zip(dy.par_chunks(ol))
-        .for_each(|((di, xi), gi)| {
+        .zip(y.par_chunks(ol).zip(dy.par_chunks(ol)))
+        .for_each(|((di, xi), (yi, gi))| {
             di.fill(0.0);
-            g.argmax_image(xi, |o, i| di[i] += gi[o]);
+            // The gradient not yet routed, per channel: the first tap equal to the maximum
+            // takes all of it (arithmetic selects, so that it vectorizes).
+            let mut rest = vec![0.0f32; c];
+            g.windows(|o, taps| {
+                let ym = &yi[o * c..(o + 1) * c];
+                rest.copy_from_slice(&gi[o * c..(o + 1) * c]);
+                for p in taps {
+                    let (xs, ds) = (&xi[p * c..(p + 1) * c], &mut di[p * c..(p + 1) * c]);
+                    for (((d, x), m), r) in ds.iter_mut().zip(xs).zip(ym).zip(rest.iter_mut()) {
+                        let take = *r * f32::from(u8::from(*x == *m));
+                        *d += take;
+                        *r -= take;
+                    }
+                }
+            });
         });
 }
 
@@ -293,15 +298,34 @@ pub fn bn_backward(
         });
 }
 
-/// A counter-based uniform draw in `[0, 1)` (SplitMix64 of seed and index): dropout masks need
-/// no stored state and come out the same in the backward pass and after a resume.
+/// A counter-based uniform draw in `[0, 1)` from a seed and an index (a 32-bit integer hash,
+/// Wellons' `lowbias32`, keyed by the SplitMix64 of the seed): dropout masks need no stored
+/// state, come out the same in the backward pass and after a resume, and vectorize.
 #[inline]
 pub fn uniform(seed: u64, i: u64) -> f32 {
-    let mut z = seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    uniform_keyed(key(seed), i)
+}
+
+fn key(seed: u64) -> (u32, u32) {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;
-    (z >> 40) as f32 / (1u64 << 24) as f32
+    (z as u32, (z >> 32) as u32)
+}
+
+#[inline]
+fn uniform_keyed((k0, k1): (u32, u32), i: u64) -> f32 {
+    let mut x = (i as u32) ^ k0 ^ ((i >> 32) as u32).wrapping_mul(0x9E37_79B9);
+    for _ in 0..2 {
+        x ^= x >> 16;
+        x = x.wrapping_mul(0x7feb_352d);
+        x ^= x >> 15;
+        x = x.wrapping_mul(0x846c_a68b);
+        x ^= x >> 16;
+        x ^= k1;
+    }
+    (x >> 8) as f32 / (1u32 << 24) as f32
 }
 
 /// Inverted dropout: keeps each value with probability `1 - rate`, scaled by `1 / (1 - rate)`;
@@ -312,14 +336,15 @@ pub fn dropout(x: &[f32], rate: f32, seed: u64, y: &mut [f32]) {
         return;
     }
     let scale = if rate < 1.0 { 1.0 / (1.0 - rate) } else { 0.0 };
+    let k = key(seed);
     y.par_chunks_mut(GRAIN)
         .zip(x.par_chunks(GRAIN))
         .enumerate()
         .for_each(|(ci, (yc, xc))| {
             let base = (ci * GRAIN) as u64;
             for (i, (o, v)) in yc.iter_mut().zip(xc).enumerate() {
-                let keep = uniform(seed, base + i as u64) >= rate;
-                *o = if keep { v * scale } else { 0.0 };
+                let keep = f32::from(u8::from(uniform_keyed(k, base + i as u64) >= rate));
+                *o = v * scale * keep;
             }
         });
 }
@@ -389,16 +414,19 @@ pub fn flatten_chw(x: &[f32], p: usize, c: usize, y: &mut [f32], inverse: bool) 
 }
 
 /// Depthwise convolution (depth multiplier 1, no bias) with a `[k, k, c]` kernel, reusing the
-/// convolution geometry (`cin == cout == c`).
+/// convolution geometry (`cin == cout == c`). Loops run over whole channel rows of one tap, so
+/// the multiply-adds vectorize.
 pub fn depthwise_forward(g: &super::conv::ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) {
     let c = g.cin;
     y.par_chunks_mut(g.out_len())
         .zip(x.par_chunks(g.in_len()))
         .for_each(|(yi, xi)| {
             yi.fill(0.0);
-            depthwise_visit(g, |o, i, t| {
-                for j in 0..c {
-                    yi[o * c + j] += xi[i * c + j] * w[t * c + j];
+            depthwise_taps(g, |o, i, t| {
+                let wt = &w[t * c..(t + 1) * c];
+                let ys = &mut yi[o * c..(o + 1) * c];
+                for ((y, x), w) in ys.iter_mut().zip(&xi[i * c..(i + 1) * c]).zip(wt) {
+                    *y += x * w;
                 }
             });
         });
@@ -415,14 +443,20 @@ pub fn depthwise_backward(
 ) {
     let c = g.cin;
     let wl = w.len();
+    // Per-image partial kernel gradients, summed in image order.
     let parts: Vec<Vec<f32>> = x
         .par_chunks(g.in_len())
         .zip(dy.par_chunks(g.out_len()))
         .map(|(xi, gi)| {
             let mut p = vec![0.0f32; wl];
-            depthwise_visit(g, |o, i, t| {
-                for j in 0..c {
-                    p[t * c + j] += xi[i * c + j] * gi[o * c + j];
+            depthwise_taps(g, |o, i, t| {
+                let ps = &mut p[t * c..(t + 1) * c];
+                for ((p, x), d) in ps
+                    .iter_mut()
+                    .zip(&xi[i * c..(i + 1) * c])
+                    .zip(&gi[o * c..(o + 1) * c])
+                {
+                    *p += x * d;
                 }
             });
             p
@@ -439,34 +473,34 @@ pub fn depthwise_backward(
             .zip(dy.par_chunks(g.out_len()))
             .for_each(|(di, gi)| {
                 di.fill(0.0);
-                depthwise_visit(g, |o, i, t| {
-                    for j in 0..c {
-                        di[i * c + j] += w[t * c + j] * gi[o * c + j];
+                depthwise_taps(g, |o, i, t| {
+                    let wt = &w[t * c..(t + 1) * c];
+                    let ds = &mut di[i * c..(i + 1) * c];
+                    for ((d, w), gv) in ds.iter_mut().zip(wt).zip(&gi[o * c..(o + 1) * c]) {
+                        *d += w * gv;
                     }
                 });
             });
     }
 }
 
-/// Calls `f(output pixel, input pixel, kernel tap)` for every in-bounds tap of one image.
-fn depthwise_visit(g: &super::conv::ConvGeom, mut f: impl FnMut(usize, usize, usize)) {
+/// Calls `f(output pixel, input pixel, kernel tap)` for every in-bounds tap of one image, tap
+/// by tap along output rows (the bounds are worked out once per row and tap).
+fn depthwise_taps(g: &super::conv::ConvGeom, mut f: impl FnMut(usize, usize, usize)) {
     for oy in 0..g.oh {
-        for ox in 0..g.ow {
-            for ky in 0..g.k {
-                let iy = (oy * g.stride + ky) as isize - g.pad_top as isize;
-                if iy < 0 || iy >= g.h as isize {
-                    continue;
-                }
-                for kx in 0..g.k {
+        for ky in 0..g.k {
+            let iy = (oy * g.stride + ky) as isize - g.pad_top as isize;
+            if iy < 0 || iy >= g.h as isize {
+                continue;
+            }
+            let row = iy as usize * g.w;
+            for kx in 0..g.k {
+                let t = ky * g.k + kx;
+                for ox in 0..g.ow {
                     let ix = (ox * g.stride + kx) as isize - g.pad_left as isize;
-                    if ix < 0 || ix >= g.w as isize {
-                        continue;
+                    if ix >= 0 && ix < g.w as isize {
+                        f(oy * g.ow + ox, row + ix as usize, t);
                     }
-                    f(
-                        oy * g.ow + ox,
-                        iy as usize * g.w + ix as usize,
-                        ky * g.k + kx,
-                    );
                 }
             }
         }
@@ -508,7 +542,7 @@ mod tests {
         maxpool_forward(&g, &x, &mut y);
         assert_eq!(y, [0.0, -2.0, -6.0, -8.0]);
         let mut dx = [0.0; 9];
-        maxpool_backward(&g, &x, &[1.0, 2.0, 3.0, 4.0], &mut dx);
+        maxpool_backward(&g, &x, &y, &[1.0, 2.0, 3.0, 4.0], &mut dx);
         assert_eq!(dx, [1.0, 0.0, 2.0, 0.0, 0.0, 0.0, 3.0, 0.0, 4.0]);
     }
 
