@@ -89,8 +89,9 @@ impl ConvGeom {
         (BLOCK_VALUES / self.kdim()).clamp(MIN_BLOCK_ROWS, 4096)
     }
 
-    /// The valid kernel columns `kx0..kx1` for output column `ox` and the first input column.
-    fn span(&self, o: usize, pad: usize, len: usize) -> (usize, usize, usize) {
+    /// The in-bounds kernel taps `k0..k1` of output position `o` along one axis (`pad` before,
+    /// `len` long) and the input position of tap `k0`.
+    pub(super) fn span(&self, o: usize, pad: usize, len: usize) -> (usize, usize, usize) {
         let start = (o * self.stride) as isize - pad as isize;
         let k0 = (-start).max(0) as usize;
         let k1 = ((len as isize - start).min(self.k as isize)).max(0) as usize;

@@ -54,20 +54,10 @@ pub fn loss_and_grad(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::loss::tests::{fixture, matrix};
 
     fn flat(v: &serde_json::Value) -> (Vec<f32>, usize) {
-        let rows = v.as_array().unwrap();
-        let cols = rows[0].as_array().map(|r| r.len()).unwrap_or(1);
-        let data = rows
-            .iter()
-            .flat_map(|r| match r.as_array() {
-                Some(r) => r
-                    .iter()
-                    .map(|x| x.as_f64().unwrap() as f32)
-                    .collect::<Vec<_>>(),
-                None => vec![r.as_f64().unwrap() as f32],
-            })
-            .collect();
+        let (data, _, cols) = matrix(v);
         (data, cols)
     }
 
@@ -75,9 +65,7 @@ mod tests {
     /// entry one sigmoid unit, as the Burn path's test reads them).
     #[test]
     fn losses_and_gradients_match_the_numpy_reference() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/losses.json");
-        let fx: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let fx = fixture();
         for case in ["cce", "cce_saturated", "bce", "bce_saturated"] {
             let c = &fx[case];
             let (z, k) = flat(&c["logits"]);

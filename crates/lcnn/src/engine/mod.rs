@@ -34,7 +34,7 @@ use crate::train::OptimizerConfig;
 use crate::weights::{export, import, NamedTensor, WeightsError};
 
 use conv::{ConvGeom, Partials};
-use ops::{BnStats, PoolGeom};
+use ops::BnStats;
 
 /// Which implementation trains and evaluates on the CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -179,7 +179,7 @@ enum Op {
     Mfm {
         c: usize,
     },
-    MaxPool(PoolGeom),
+    MaxPool(ConvGeom),
     BatchNorm {
         c: usize,
         gamma: usize,
@@ -409,17 +409,7 @@ impl Engine {
                     pool,
                     strides,
                     padding,
-                } => Op::MaxPool(PoolGeom {
-                    h: ih,
-                    w: iw,
-                    c: ic,
-                    k: *pool,
-                    stride: *strides,
-                    pad_top: padding.pads(ih, *pool, *strides).0,
-                    pad_left: padding.pads(iw, *pool, *strides).0,
-                    oh,
-                    ow,
-                }),
+                } => Op::MaxPool(geom(*pool, *strides, *padding, ic)),
                 LayerKind::BatchNorm => Op::BatchNorm {
                     c: ic,
                     gamma: add(name, "gamma", vec![ic], Layout::Plain, true),

@@ -8,6 +8,8 @@
 
 use rayon::prelude::*;
 
+use super::conv::ConvGeom;
+
 /// Values handled per parallel task in elementwise loops.
 const GRAIN: usize = 32 * 1024;
 
@@ -57,59 +59,31 @@ pub fn mfm_backward(x: &[f32], c: usize, dy: &[f32], dx: &mut [f32]) {
         });
 }
 
-/// Window geometry of a max pooling (Keras `valid`, or `same` with TensorFlow's padding, where
-/// padded positions never win).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolGeom {
-    /// Input height, width, channels.
-    pub h: usize,
-    /// Input width.
-    pub w: usize,
-    /// Channels.
-    pub c: usize,
-    /// Window side.
-    pub k: usize,
-    /// Stride.
-    pub stride: usize,
-    /// Padding above.
-    pub pad_top: usize,
-    /// Padding left.
-    pub pad_left: usize,
-    /// Output height.
-    pub oh: usize,
-    /// Output width.
-    pub ow: usize,
-}
-
-impl PoolGeom {
-    fn range(&self, o: usize, pad: usize, len: usize) -> (usize, usize) {
-        let start = (o * self.stride) as isize - pad as isize;
-        let a = start.max(0) as usize;
-        let b = ((start + self.k as isize).min(len as isize)).max(0) as usize;
-        (a, b.max(a))
-    }
-
-    /// Visits the windows of one image: `f(output pixel, input pixels of the window in scan
-    /// order)`.
+impl ConvGeom {
+    /// Visits the pooling windows of one image (`k x k`, `stride`, the padding of Keras' `valid`
+    /// or TensorFlow's `same`, where padded positions never win): `f(output pixel, input pixels
+    /// of the window in scan order)`.
     fn windows(&self, mut f: impl FnMut(usize, &mut dyn Iterator<Item = usize>)) {
         for oy in 0..self.oh {
-            let (y0, y1) = self.range(oy, self.pad_top, self.h);
+            let (ky0, ky1, iy0) = self.span(oy, self.pad_top, self.h);
             for ox in 0..self.ow {
-                let (x0, x1) = self.range(ox, self.pad_left, self.w);
-                let mut taps = (y0..y1).flat_map(|iy| (x0..x1).map(move |ix| iy * self.w + ix));
+                let (kx0, kx1, ix0) = self.span(ox, self.pad_left, self.w);
+                let w = self.w;
+                let mut taps = (iy0..iy0 + ky1 - ky0)
+                    .flat_map(|iy| (ix0..ix0 + kx1 - kx0).map(move |ix| iy * w + ix));
                 f(oy * self.ow + ox, &mut taps);
             }
         }
     }
 }
 
-/// Max pooling of `n` images: each window's maximum, whole channel rows at a time (so the
+/// Max pooling of `n` images (the geometry's `cin == cout`): each window's maximum, whole channel rows at a time (so the
 /// compare vectorizes).
 ///
 /// # Shapes
 /// - `x`: `[n, h, w, c]`, `y`: `[n, oh, ow, c]`
-pub fn maxpool_forward(g: &PoolGeom, x: &[f32], y: &mut [f32]) {
-    let (il, ol, c) = (g.h * g.w * g.c, g.oh * g.ow * g.c, g.c);
+pub fn maxpool_forward(g: &ConvGeom, x: &[f32], y: &mut [f32]) {
+    let (il, ol, c) = (g.in_len(), g.out_len(), g.cin);
     y.par_chunks_mut(ol)
         .zip(x.par_chunks(il))
         .for_each(|(yi, xi)| {
@@ -127,8 +101,8 @@ pub fn maxpool_forward(g: &PoolGeom, x: &[f32], y: &mut [f32]) {
 
 /// Gradient of [`maxpool_forward`] (`y` its output): to the first maximum of each window in
 /// scan order, found by comparing the input with the pooled output.
-pub fn maxpool_backward(g: &PoolGeom, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
-    let (il, ol, c) = (g.h * g.w * g.c, g.oh * g.ow * g.c, g.c);
+pub fn maxpool_backward(g: &ConvGeom, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let (il, ol, c) = (g.in_len(), g.out_len(), g.cin);
     dx.par_chunks_mut(il)
         .zip(x.par_chunks(il))
         .zip(y.par_chunks(ol).zip(dy.par_chunks(ol)))
@@ -416,7 +390,7 @@ pub fn flatten_chw(x: &[f32], p: usize, c: usize, y: &mut [f32], inverse: bool) 
 /// Depthwise convolution (depth multiplier 1, no bias) with a `[k, k, c]` kernel, reusing the
 /// convolution geometry (`cin == cout == c`). Loops run over whole channel rows of one tap, so
 /// the multiply-adds vectorize.
-pub fn depthwise_forward(g: &super::conv::ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) {
+pub fn depthwise_forward(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) {
     let c = g.cin;
     y.par_chunks_mut(g.out_len())
         .zip(x.par_chunks(g.in_len()))
@@ -434,7 +408,7 @@ pub fn depthwise_forward(g: &super::conv::ConvGeom, x: &[f32], w: &[f32], y: &mu
 
 /// Gradient of [`depthwise_forward`]: `dw` (overwritten) and `dx` when given.
 pub fn depthwise_backward(
-    g: &super::conv::ConvGeom,
+    g: &ConvGeom,
     x: &[f32],
     w: &[f32],
     dy: &[f32],
@@ -486,7 +460,7 @@ pub fn depthwise_backward(
 
 /// Calls `f(output pixel, input pixel, kernel tap)` for every in-bounds tap of one image, tap
 /// by tap along output rows (the bounds are worked out once per row and tap).
-fn depthwise_taps(g: &super::conv::ConvGeom, mut f: impl FnMut(usize, usize, usize)) {
+fn depthwise_taps(g: &ConvGeom, mut f: impl FnMut(usize, usize, usize)) {
     for oy in 0..g.oh {
         for ky in 0..g.k {
             let iy = (oy * g.stride + ky) as isize - g.pad_top as isize;
@@ -526,16 +500,17 @@ mod tests {
     #[test]
     fn maxpool_same_pads_never_win() {
         // 3x3 single channel, 2x2 windows, same: output 2x2.
-        let g = PoolGeom {
+        let g = ConvGeom {
             h: 3,
             w: 3,
-            c: 1,
+            cin: 1,
             k: 2,
             stride: 2,
             pad_top: 0,
             pad_left: 0,
             oh: 2,
             ow: 2,
+            cout: 1,
         };
         let x: Vec<f32> = (0..9).map(|v| -(v as f32)).collect();
         let mut y = [0.0; 4];

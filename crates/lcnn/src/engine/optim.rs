@@ -109,43 +109,13 @@ pub fn step(config: &OptimizerConfig, lr: f64, w: &mut [f32], g: &[f32], slots: 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn config_of(c: &serde_json::Value) -> OptimizerConfig {
-        let f = |k: &str| c[k].as_f64().unwrap();
-        match c["optimizer"].as_str().unwrap() {
-            "adam" => OptimizerConfig::Adam {
-                learning_rate: f("learning_rate"),
-                beta_1: f("beta_1"),
-                beta_2: f("beta_2"),
-                epsilon: f("epsilon"),
-                decay: f("decay"),
-            },
-            "sgd" => OptimizerConfig::Sgd {
-                learning_rate: f("learning_rate"),
-                momentum: f("momentum"),
-                nesterov: c["nesterov"].as_bool().unwrap(),
-                decay: f("decay"),
-            },
-            _ => OptimizerConfig::Rmsprop {
-                learning_rate: f("learning_rate"),
-                rho: f("rho"),
-                momentum: f("momentum"),
-                epsilon: f("epsilon"),
-                decay: f("decay"),
-            },
-        }
-    }
+    use crate::train::optim::tests::{config_of, fixture};
 
     /// Every Keras case of `reference/optimizers.py`, five steps each, with the gradients the
     /// Burn path's test uses (`sin(t + j/2) + 0.1 w`).
     #[test]
     fn update_rules_match_the_keras_reference() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/optimizers.json"
-        );
-        let fx: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let fx = fixture();
         let w0: Vec<f64> = fx["w0"]
             .as_array()
             .unwrap()

@@ -89,16 +89,16 @@ pub fn loss_for(classes: usize, logits: Tensor<2>, labels: &[u32]) -> LossOutput
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use burn::tensor::Device;
 
-    fn fixture() -> serde_json::Value {
+    pub(crate) fn fixture() -> serde_json::Value {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/losses.json");
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 
-    fn matrix(v: &serde_json::Value) -> (Vec<f32>, usize, usize) {
+    pub(crate) fn matrix(v: &serde_json::Value) -> (Vec<f32>, usize, usize) {
         let rows = v.as_array().unwrap();
         let cols = rows[0].as_array().map(|r| r.len()).unwrap_or(1);
         let data = rows

@@ -430,11 +430,11 @@ impl Optimizer for KerasRmsprop {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use burn::tensor::TensorData;
 
-    fn fixture() -> serde_json::Value {
+    pub(crate) fn fixture() -> serde_json::Value {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures/optimizers.json"
@@ -442,7 +442,7 @@ mod tests {
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 
-    fn config_of(c: &serde_json::Value) -> OptimizerConfig {
+    pub(crate) fn config_of(c: &serde_json::Value) -> OptimizerConfig {
         let f = |k: &str| c[k].as_f64().unwrap();
         match c["optimizer"].as_str().unwrap() {
             "adam" => OptimizerConfig::Adam {
