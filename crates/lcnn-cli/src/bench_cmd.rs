@@ -63,10 +63,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         None => model.default_input(),
     };
     let device = parse_device(&c.device).map_err(anyhow::Error::msg)?;
-    let mut engine: EngineKind = c.engine.parse().map_err(anyhow::Error::msg)?;
-    if c.device != "cpu" && c.engine == "native" {
-        engine = EngineKind::Burn;
-    }
+    let engine: EngineKind = c.engine.parse().map_err(anyhow::Error::msg)?;
+    let engine = engine.on(&device);
     let cfg = BenchConfig {
         model,
         input,
@@ -76,11 +74,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         engine,
         device,
     };
-    let threads = std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = lcnn::engine::threads();
     println!(
         "{} {} {} batch {} on {} ({} engine, {threads} threads)",
         if train { "train-step" } else { "predict" },

@@ -27,7 +27,7 @@ pub struct BenchConfig {
     pub steps: usize,
     /// Untimed steps first.
     pub warmup: usize,
-    /// Which implementation (the native engine runs on the CPU only).
+    /// Which implementation (on a GPU device, Burn's whatever is asked: [`EngineKind::on`]).
     pub engine: EngineKind,
     /// Where the Burn path runs.
     pub device: Device,
@@ -71,11 +71,6 @@ fn check(cfg: &BenchConfig) -> Result<(), BenchError> {
             "--batch and --steps must be at least 1".into(),
         ));
     }
-    if cfg.engine == EngineKind::Native && cfg.device != Device::flex() {
-        return Err(BenchError::Config(
-            "the native engine runs on the CPU only: use --engine burn with a GPU device".into(),
-        ));
-    }
     Ok(())
 }
 
@@ -104,7 +99,7 @@ pub fn train_step(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
     let optimizer = OptimizerConfig::adam();
     let shape = [cfg.batch, c, h, w];
     let mut layers = Vec::new();
-    let (total, median_ms) = match cfg.engine {
+    let (total, median_ms) = match cfg.engine.on(&cfg.device) {
         EngineKind::Native => {
             let device = Device::flex().autodiff();
             device.seed(0);
@@ -153,7 +148,7 @@ pub fn predict(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
     let spec = ModelConfig::new(cfg.model, cfg.input, 10).spec()?;
     let shape = [cfg.batch, c, h, w];
     let x = random_images(shape);
-    let (total, median_ms) = match cfg.engine {
+    let (total, median_ms) = match cfg.engine.on(&cfg.device) {
         EngineKind::Native => {
             cfg.device.seed(0);
             let mut engine = Engine::from_network(&Network::new(&spec, &cfg.device)?)?;

@@ -237,10 +237,12 @@ pub fn backward(
     // The kernel as `[cout, kd]`: the input-gradient multiply reads it row-major, which packs
     // far faster than a strided transpose.
     let wt = &mut parts.1;
-    wt.resize(kd * cout, 0.0);
-    for (k, row) in w.chunks_exact(cout).enumerate() {
-        for (o, v) in row.iter().enumerate() {
-            wt[o * kd + k] = *v;
+    if dx.is_some() {
+        wt.resize(kd * cout, 0.0);
+        for (k, row) in w.chunks_exact(cout).enumerate() {
+            for (o, v) in row.iter().enumerate() {
+                wt[o * kd + k] = *v;
+            }
         }
     }
     let wt = &parts.1;

@@ -59,6 +59,16 @@ impl std::str::FromStr for EngineKind {
 }
 
 impl EngineKind {
+    /// The engine that actually runs on `device`: the native engine is CPU-only, so GPU
+    /// devices take Burn's path whatever was asked.
+    pub fn on(self, device: &burn::tensor::Device) -> EngineKind {
+        if *device == burn::tensor::Device::flex() {
+            self
+        } else {
+            EngineKind::Burn
+        }
+    }
+
     /// Its command-line name.
     pub fn name(self) -> &'static str {
         match self {
@@ -1083,6 +1093,7 @@ fn layer_seed(seed: u64, layer: usize) -> u64 {
     seed ^ (layer as u64 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93)
 }
 
-fn threads() -> usize {
+/// Threads the engine's work is spread over (rayon's pool: `RAYON_NUM_THREADS`, else all cores).
+pub fn threads() -> usize {
     rayon::current_num_threads()
 }

@@ -288,7 +288,7 @@ impl<'a> Session<'a> {
         }
         // The native engine trains on the CPU (GPU devices always take Burn's path); it starts
         // from the network's weights and, on resume, its own optimizer slots.
-        let trainer = if config.engine == EngineKind::Native && device == Device::flex() {
+        let trainer = if config.engine.on(&device) == EngineKind::Native {
             let mut engine = Engine::from_network(&model)?;
             engine.load_optimizer_state(&config.optimizer, &slots, &files.last())?;
             Trainer::Native(Box::new(engine))
@@ -534,12 +534,13 @@ impl<'a> Session<'a> {
     fn finish(self, model: Network) -> Result<FitReport, TrainError> {
         safetensors::save(&self.files.model(), &export(&model), self.metadata)?;
         let (aug, batch) = (self.data.eval_aug, self.config.batch_size);
-        let test = match self.data.test.map(Arc::new) {
-            Some(test) if matches!(self.trainer, Trainer::Native(_)) => {
-                let mut engine = Engine::from_network(&model.valid())?;
+        // The native engine holds the final weights already (handed over at each epoch end,
+        // reloaded when early stopping restores the best ones).
+        let test = match (self.data.test.map(Arc::new), self.trainer) {
+            (Some(test), Trainer::Native(mut engine)) => {
                 Some(evaluate_native(&mut engine, test, aug, batch)?)
             }
-            Some(test) => Some(evaluate(
+            (Some(test), Trainer::Burn(_)) => Some(evaluate(
                 &model.valid(),
                 test,
                 aug,
@@ -547,7 +548,7 @@ impl<'a> Session<'a> {
                 self.data.classes,
                 &self.device,
             )?),
-            None => None,
+            (None, _) => None,
         };
         Ok(FitReport {
             history: self.history,
