@@ -446,29 +446,62 @@ def make_optimizer(params):
         return torch.optim.Adam(params, foreach=True, **kw), "foreach"
 
 
-def run_train(net, hwc, batch, steps, channels_last):
+def set_precision(device, precision):
+    """fp32: strict IEEE fp32 (no TF32); tf32: TF32 matmuls and convolutions; bf16 / fp16:
+    autocast to that type (fp16 with a GradScaler, as PyTorch's AMP recipe). Returns the
+    autocast context for the forward pass."""
+    import contextlib
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # PyTorch's fastest convolution algorithms
+        tf32 = precision == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+    if precision in ("bf16", "fp16"):
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+    return contextlib.nullcontext
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_train(net, hwc, batch, steps, channels_last, device=None, precision="fp32"):
+    device = device or torch.device("cpu")
     h, w, c = hwc
     x = torch.rand(batch, c, h, w, dtype=torch.float32)  # uniform [0, 1)
+    net, x = net.to(device), x.to(device)
+    autocast = set_precision(device, precision)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    labels = torch.arange(batch) % NUM_CLASSES
+    labels = (torch.arange(batch) % NUM_CLASSES).to(device)
     optim, kind = make_optimizer(list(net.parameters()))
     print(f"[torch_bench] adam: {kind}", file=sys.stderr)
     net.train()
 
     def step():
-        loss = F.cross_entropy(net(x), labels)
+        with autocast():
+            loss = F.cross_entropy(net(x), labels)
         loss.item()  # read back, as lcnn's bench does
         optim.zero_grad(set_to_none=True)
-        loss.backward()
-        optim.step()
+        if scaler is None:
+            loss.backward()
+            optim.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optim)
+            scaler.update()
 
     for _ in range(TRAIN_WARMUP):
         step()
+    sync(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
+    sync(device)
     secs = time.perf_counter() - start
     return batch * steps / secs
 
@@ -499,7 +532,11 @@ def measure(args, channels_last):
     print(f"config: {'channels_last' if channels_last else 'nchw'}")
     print(f"params: {n}")
     if args.mode == "train":
-        print(f"images/s: {run_train(net, hwc, args.batch, args.steps, channels_last):.2f}")
+        device = torch.device(args.device)
+        ips = run_train(net, hwc, args.batch, args.steps, channels_last, device, args.precision)
+        print(f"images/s: {ips:.2f}")
+        if device.type == "cuda":
+            print(f"gpu_peak_mb: {torch.cuda.max_memory_allocated() / 2**20:.1f}")
     else:
         print(f"ms: {run_predict(net, hwc, args.steps, channels_last, out_act):.4f}")
     print(f"peak_rss_mb: {peak_rss_mb():.1f}")
@@ -513,6 +550,7 @@ def child(args, channels_last, steps):
         "--model", args.model, "--input", "x".join(map(str, args.input)),
         "--batch", str(args.batch), "--steps", str(steps), "--threads", str(args.threads),
         "--mode", args.mode, "--channels-last", "on" if channels_last else "off",
+        "--device", args.device, "--precision", args.precision,
     ]
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
     vals = {}
@@ -541,8 +579,9 @@ def auto(args):
     best = max(trials, key=lambda cl: score(trials[cl], args.mode))
     vals = child(args, best, args.steps)
     for key in ("config", "params", "images/s" if args.mode == "train" else "ms",
-                "peak_rss_mb", "import_rss_mb"):
-        print(f"{key}: {vals[key]}")
+                "peak_rss_mb", "import_rss_mb", "gpu_peak_mb"):
+        if key in vals:
+            print(f"{key}: {vals[key]}")
     sys.stdout.flush()
 
 
@@ -566,6 +605,9 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--mode", choices=("train", "predict"), default="train")
     p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (train mode)")
+    p.add_argument("--precision", choices=("fp32", "tf32", "bf16", "fp16"), default="fp32",
+                   help="fp32 strict, TF32, or autocast to bf16 / fp16 (train mode, CUDA)")
     p.add_argument("--self-test", action="store_true",
                    help="check every parameter total pinned by lcnn's tests and exit")
     a = p.parse_args(argv)
@@ -576,6 +618,8 @@ def parse_args(argv):
         p.error("--batch, --steps and --threads must be positive")
     if a.mode == "predict":
         a.batch = 1
+        if a.device != "cpu" or a.precision != "fp32":
+            p.error("--device and --precision apply to train mode")
     return a
 
 

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use lcnn::bench::{peak_rss_mb, predict, train_step, BenchConfig};
-use lcnn::device::parse_device;
+use lcnn::device::{parse_device, parse_float_dtype, set_float_dtype};
 use lcnn::engine::EngineKind;
 use lcnn::models::{parse_input_shape, ModelName};
 
@@ -46,6 +46,10 @@ struct Common {
     /// Device: cpu, cuda[:N], wgpu[:N] (GPU devices run the burn engine).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Float type of every tensor on the device: f32, f16 or bf16 (Burn's path: a GPU device
+    /// or --engine burn). Pure half precision, a bound on what mixed precision can reach.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
     /// Also print the native engine's time per layer (forward and backward, ms per step).
     #[arg(long)]
     layers: bool,
@@ -62,7 +66,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Some(s) => parse_input_shape(s)?,
         None => model.default_input(),
     };
-    let device = parse_device(&c.device).map_err(anyhow::Error::msg)?;
+    let mut device = parse_device(&c.device).map_err(anyhow::Error::msg)?;
+    let dtype = parse_float_dtype(&c.dtype).map_err(anyhow::Error::msg)?;
     let engine: EngineKind = c.engine.parse().map_err(anyhow::Error::msg)?;
     let engine = engine.on(&device);
     let cfg = BenchConfig {
@@ -72,17 +77,22 @@ pub fn run(args: BenchArgs) -> Result<()> {
         steps: c.steps.unwrap_or(if train { 10 } else { 100 }),
         warmup: c.warmup.unwrap_or(if train { 3 } else { 10 }),
         engine,
-        device,
+        device: device.clone(),
+        dtype,
     };
+    if engine == EngineKind::Burn {
+        set_float_dtype(&mut device, dtype).map_err(anyhow::Error::msg)?;
+    }
     let threads = lcnn::engine::threads();
     println!(
-        "{} {} {} batch {} on {} ({} engine, {threads} threads)",
+        "{} {} {} batch {} on {} ({} engine, {:?}, {threads} threads)",
         if train { "train-step" } else { "predict" },
         model,
         c.input.as_deref().unwrap_or("default"),
         cfg.batch,
         c.device,
-        cfg.engine.name()
+        cfg.engine.name(),
+        cfg.dtype
     );
     let r = if train {
         train_step(&cfg)?

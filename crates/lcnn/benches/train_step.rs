@@ -34,6 +34,7 @@ fn main() {
             warmup: 3,
             engine,
             device: Device::flex(),
+            dtype: burn::tensor::FloatDType::F32,
         };
         let t = train_step(&cfg).unwrap();
         let p = predict(&cfg).unwrap();

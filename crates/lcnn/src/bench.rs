@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, FloatDType, Tensor, TensorData};
 
 use crate::engine::{Engine, EngineError, EngineKind};
 use crate::models::{ModelConfig, ModelError, ModelName, Network, Shape};
@@ -31,6 +31,8 @@ pub struct BenchConfig {
     pub engine: EngineKind,
     /// Where the Burn path runs.
     pub device: Device,
+    /// The float type of every tensor (Burn's path only; set on `device` before the run).
+    pub dtype: FloatDType,
 }
 
 /// What a run measured.
@@ -70,6 +72,12 @@ fn check(cfg: &BenchConfig) -> Result<(), BenchError> {
         return Err(BenchError::Config(
             "--batch and --steps must be at least 1".into(),
         ));
+    }
+    if cfg.dtype != FloatDType::F32 && cfg.engine.on(&cfg.device) == EngineKind::Native {
+        return Err(BenchError::Config(format!(
+            "the native engine computes in f32; --dtype {:?} needs --engine burn or a GPU device",
+            cfg.dtype
+        )));
     }
     Ok(())
 }

@@ -4,6 +4,32 @@
 //! all of them.
 
 pub use burn::tensor::Device;
+use burn::tensor::FloatDType;
+
+/// Parses a `--dtype` value (the float type of every tensor on the device): `f32`, `f16` or
+/// `bf16`.
+pub fn parse_float_dtype(s: &str) -> Result<FloatDType, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "f32" | "fp32" | "float32" => Ok(FloatDType::F32),
+        "f16" | "fp16" | "float16" | "half" => Ok(FloatDType::F16),
+        "bf16" | "bfloat16" => Ok(FloatDType::BF16),
+        other => Err(format!(
+            "unknown dtype `{other}`: expected f32, f16 or bf16"
+        )),
+    }
+}
+
+/// Makes `dtype` the float type of every tensor later created on `device` (Burn's
+/// `Device::configure`; f32 needs nothing). Must run before the first tensor on the device;
+/// a device without that type is an error naming both.
+pub fn set_float_dtype(device: &mut Device, dtype: FloatDType) -> Result<(), String> {
+    if dtype == FloatDType::F32 {
+        return Ok(());
+    }
+    device
+        .configure(dtype)
+        .map_err(|e| format!("--dtype {dtype:?} on {device:?}: {e}"))
+}
 
 /// Parses a `--device` value: `cpu`, `cuda[:N]` or `wgpu[:N]` (`wgpu` alone: wgpu's default
 /// adapter; `wgpu:N`: the N-th discrete GPU).
@@ -58,5 +84,14 @@ mod tests {
         assert!(parse_device("cuda:x").unwrap_err().contains("index"));
         #[cfg(not(feature = "cuda"))]
         assert!(parse_device("cuda:0").unwrap_err().contains("feature"));
+    }
+
+    #[test]
+    fn dtypes_parse() {
+        assert_eq!(parse_float_dtype("F16"), Ok(FloatDType::F16));
+        assert_eq!(parse_float_dtype("bf16"), Ok(FloatDType::BF16));
+        assert!(parse_float_dtype("f8")
+            .unwrap_err()
+            .contains("expected f32, f16 or bf16"));
     }
 }
