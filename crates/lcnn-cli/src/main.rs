@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod bench_cmd;
 mod data_cmd;
+mod import_cmd;
 mod summary_cmd;
 mod train_cmd;
 
@@ -31,6 +32,8 @@ enum Command {
     Data(data_cmd::DataArgs),
     /// Measure training-step throughput or prediction latency.
     Bench(bench_cmd::BenchArgs),
+    /// Import a model trained elsewhere (Keras .h5) into a run folder.
+    Import(import_cmd::ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => train_cmd::run_predict(args),
         Command::Data(args) => data_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),
+        Command::Import(args) => import_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

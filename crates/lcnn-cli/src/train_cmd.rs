@@ -351,6 +351,12 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         .dataset
         .clone()
         .unwrap_or_else(|| run.config.dataset.clone());
+    if dataset.is_empty() {
+        bail!(
+            "{}: this run was imported, not trained here, so it has no dataset: give --dataset",
+            args.run.run.display()
+        );
+    }
     let spec: DatasetSpec = dataset.parse()?;
     let opts = LoadOptions {
         data_dir: args

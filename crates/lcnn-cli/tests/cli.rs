@@ -263,3 +263,85 @@ fn bench_prints_the_figures_the_side_by_side_script_reads() {
         stderr(&o)
     );
 }
+
+/// `lcnn import keras` on the real Keras 2.9 CIFAR-10 model, then `summary --run` and `eval`
+/// on the 100 images of the numpy reference (`reference/keras_h5_forward.py`), written as PNG
+/// from the exact pixels the reference fed: the accuracy must be the reference's.
+#[cfg(feature = "hdf5")]
+#[test]
+fn import_keras_then_summary_and_eval_agree_with_the_numpy_reference() {
+    let fixtures = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../lcnn/tests/fixtures"
+    ));
+    let fx: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures.join("keras_cifar10_cnn.json")).unwrap(),
+    )
+    .unwrap();
+    let pixels = std::fs::read(fixtures.join("keras_cifar10_cnn_pixels.u8")).unwrap();
+    let weights = std::env::var_os("LCNN_TEST_WEIGHTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../../shared/weights"
+            ))
+        });
+    let dir = temp("keras");
+    let run = dir.join("run");
+    let classes = "airplane,automobile,bird,cat,deer,dog,frog,horse,ship,truck";
+    let h5 = weights.join("keras-cifar10-cnn/cnn_model.h5");
+    let out = lcnn(&[
+        "import",
+        "keras",
+        h5.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--classes",
+        classes,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Keras 2.9.0"), "{}", stdout(&out));
+
+    let out = lcnn(&["summary", "--run", run.to_str().unwrap()]);
+    let s = stdout(&out);
+    assert!(s.contains("Total params: 969,418"), "{s}");
+    assert!(s.contains("Non-trainable params: 1,024"), "{s}");
+
+    let data = dir.join("data");
+    let images = fx["images"].as_array().unwrap();
+    for (i, im) in images.iter().enumerate() {
+        let class = classes
+            .split(',')
+            .nth(im["label"].as_u64().unwrap() as usize)
+            .unwrap();
+        let folder = data.join("train").join(class);
+        std::fs::create_dir_all(&folder).unwrap();
+        let rgb = pixels[i * 3072..(i + 1) * 3072].to_vec();
+        image::RgbImage::from_raw(32, 32, rgb)
+            .unwrap()
+            .save(folder.join(format!("{i:03}.png")))
+            .unwrap();
+    }
+    let dataset = format!("images:{}", data.display());
+    let out = lcnn(&[
+        "eval",
+        "--run",
+        run.to_str().unwrap(),
+        "--dataset",
+        &dataset,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let want = fx["accuracy"].as_f64().unwrap();
+    assert!(
+        stdout(&out).contains(&format!("test_accuracy: {want:.4}")),
+        "{} vs numpy {want}",
+        stdout(&out)
+    );
+
+    // An imported run has no dataset of its own: eval without --dataset says so.
+    let out = lcnn(&["eval", "--run", run.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("give --dataset"), "{}", stderr(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -192,6 +192,9 @@ enum Op {
     MaxPool(ConvGeom),
     BatchNorm {
         c: usize,
+        epsilon: f32,
+        /// Weight of the new batch statistic (Keras: 1 - momentum).
+        update: f32,
         gamma: usize,
         beta: usize,
         mean: usize,
@@ -237,10 +240,6 @@ struct Workspace {
     /// Seconds spent per layer, forward and backward, since the engine was built.
     times: Vec<[f64; 2]>,
 }
-
-/// BatchNormalization's Keras constants (see [`crate::layers::BatchNormalizationConfig`]).
-const BN_MOMENTUM: f64 = 0.99;
-const BN_EPSILON: f32 = 1e-3;
 
 /// A model compiled for the CPU engine.
 #[derive(Debug)]
@@ -420,8 +419,10 @@ impl Engine {
                     strides,
                     padding,
                 } => Op::MaxPool(geom(*pool, *strides, *padding, ic)),
-                LayerKind::BatchNorm => Op::BatchNorm {
+                LayerKind::BatchNorm { epsilon, momentum } => Op::BatchNorm {
                     c: ic,
+                    epsilon: *epsilon as f32,
+                    update: (1.0 - *momentum) as f32,
                     gamma: add(name, "gamma", vec![ic], Layout::Plain, true),
                     beta: add(name, "beta", vec![ic], Layout::Plain, true),
                     mean: add(name, "running_mean", vec![ic], Layout::Plain, false),
@@ -668,7 +669,6 @@ impl Engine {
         let Engine {
             ops, params, ws, ..
         } = self;
-        let momentum = (1.0 - BN_MOMENTUM) as f32;
         ws.times.resize(ops.len(), [0.0; 2]);
         for (i, op) in ops.iter().enumerate() {
             let started = std::time::Instant::now();
@@ -702,6 +702,8 @@ impl Engine {
                 Op::MaxPool(g) => ops::maxpool_forward(g, x, y),
                 Op::BatchNorm {
                     c,
+                    epsilon,
+                    update,
                     gamma,
                     beta,
                     mean,
@@ -710,24 +712,18 @@ impl Engine {
                     // A frozen BatchNorm normalizes with its moving statistics and leaves them
                     // alone (Keras' `trainable = False`, Burn's `freeze`).
                     if train && params[*gamma].trainable {
-                        let stats = ops::bn_train_forward(
-                            x,
-                            *c,
-                            value(*gamma),
-                            value(*beta),
-                            BN_EPSILON,
-                            y,
-                        );
+                        let stats =
+                            ops::bn_train_forward(x, *c, value(*gamma), value(*beta), *epsilon, y);
                         for (k, batch) in [(*mean, &stats.mean), (*var, &stats.var)] {
                             for (r, s) in params[k].value.iter_mut().zip(batch) {
-                                *r = *r * (1.0 - momentum) + s * momentum;
+                                *r = *r * (1.0 - update) + s * update;
                             }
                         }
                         ws.bn[i] = stats;
                     } else {
                         let inv: Vec<f32> = value(*var)
                             .iter()
-                            .map(|v| 1.0 / (v + BN_EPSILON).sqrt())
+                            .map(|v| 1.0 / (v + epsilon).sqrt())
                             .collect();
                         ops::bn_apply(x, *c, value(*mean), &inv, value(*gamma), value(*beta), y);
                     }
@@ -844,6 +840,7 @@ impl Engine {
                 }
                 Op::BatchNorm {
                     c,
+                    epsilon,
                     gamma,
                     beta,
                     var,
@@ -856,7 +853,7 @@ impl Engine {
                         let scale: Vec<f32> = value(*var)
                             .iter()
                             .zip(value(*gamma))
-                            .map(|(v, g)| g / (v + BN_EPSILON).sqrt())
+                            .map(|(v, g)| g / (v + epsilon).sqrt())
                             .collect();
                         let zero = vec![0.0; *c];
                         ops::bn_apply(dy, *c, &zero, &scale, &vec![1.0; *c], &zero, dx);

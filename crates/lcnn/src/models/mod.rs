@@ -98,6 +98,9 @@ pub enum ModelName {
     Separable,
     /// VGG16 with Keras names.
     Vgg16,
+    /// A model imported from a Keras file (`lcnn import keras`): its layers are in
+    /// [`ModelConfig::layers`]. Not a `--model` choice.
+    Keras,
 }
 
 impl ModelName {
@@ -118,6 +121,7 @@ impl ModelName {
             ModelName::AllConv => "allconv",
             ModelName::Separable => "separable",
             ModelName::Vgg16 => "vgg16",
+            ModelName::Keras => "keras",
         }
     }
 
@@ -129,6 +133,8 @@ impl ModelName {
             ModelName::AllConv => (32, 32, 3),
             ModelName::Separable => (64, 64, 3),
             ModelName::Vgg16 => (224, 224, 3),
+            // An imported model carries its own input; CIFAR-10's size is only a placeholder.
+            ModelName::Keras => (32, 32, 3),
         };
         Shape::Image { h, w, c }
     }
@@ -172,6 +178,9 @@ pub struct ModelConfig {
     pub classes: usize,
     /// Keep the classifier (Keras `include_top`); only VGG16 and LightCNN-9 have a base without.
     pub include_top: bool,
+    /// The layers of a model that is not from the zoo (`name` is then [`ModelName::Keras`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<LayerSpec>>,
 }
 
 impl ModelConfig {
@@ -182,6 +191,18 @@ impl ModelConfig {
             input,
             classes,
             include_top: true,
+            layers: None,
+        }
+    }
+
+    /// An imported model: its own layers, its input and its output units.
+    pub fn imported(input: Shape, classes: usize, layers: Vec<LayerSpec>) -> Self {
+        ModelConfig {
+            name: ModelName::Keras,
+            input,
+            classes,
+            include_top: true,
+            layers: Some(layers),
         }
     }
 
@@ -190,12 +211,26 @@ impl ModelConfig {
         if self.classes == 0 {
             return Err(ModelError::BadOption("--classes must be at least 1".into()));
         }
+        if let Some(layers) = &self.layers {
+            let spec = ModelSpec {
+                name: self.name.to_string(),
+                input: self.input,
+                layers: layers.clone(),
+            };
+            spec.resolve()?;
+            return Ok(spec);
+        }
         let spec = match (self.name, self.include_top) {
             (ModelName::Lcnn, true) => lcnn::spec(self.input, self.classes),
             (ModelName::LightCnn9, top) => lightcnn9::spec(self.input, self.classes, top),
             (ModelName::AllConv, true) => allconv::spec(self.input, self.classes),
             (ModelName::Separable, true) => separable::spec(self.input, self.classes),
             (ModelName::Vgg16, top) => vgg16::spec(self.input, self.classes, top),
+            (ModelName::Keras, _) => {
+                return Err(ModelError::BadOption(
+                    "a `keras` model needs its layers (made by `lcnn import keras`)".into(),
+                ))
+            }
             (name, false) => {
                 return Err(ModelError::BadOption(format!(
                     "model `{name}` has no variant without its top; --no-top works with vgg16 and lightcnn9"
@@ -217,6 +252,7 @@ mod tests {
             input: parse_input_shape(input).unwrap(),
             classes,
             include_top: top,
+            layers: None,
         };
         cfg.spec().unwrap().param_count().unwrap().total()
     }

@@ -188,9 +188,12 @@ impl Network {
                         .with_padding(*padding)
                         .init(),
                 ),
-                LayerKind::BatchNorm => {
-                    Layer::BatchNorm(BatchNormalizationConfig::new(in_c).init(device))
-                }
+                LayerKind::BatchNorm { epsilon, momentum } => Layer::BatchNorm(
+                    BatchNormalizationConfig::new(in_c)
+                        .with_epsilon(*epsilon)
+                        .with_momentum(*momentum)
+                        .init(device),
+                ),
                 LayerKind::Dropout { rate } => Layer::Dropout(DropoutConfig::new(*rate).init()),
                 LayerKind::Flatten => Layer::Flatten(Flatten),
                 LayerKind::GlobalAvgPool => Layer::GlobalAvgPool(GlobalAveragePooling2d),

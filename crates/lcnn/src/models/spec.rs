@@ -48,8 +48,15 @@ pub enum LayerKind {
         /// Padding mode.
         padding: Padding,
     },
-    /// Keras `BatchNormalization` (momentum 0.99, epsilon 1e-3).
-    BatchNorm,
+    /// Keras `BatchNormalization` over the channel axis (center and scale).
+    BatchNorm {
+        /// Added to the variance (Keras default 1e-3).
+        #[serde(default = "default_bn_epsilon")]
+        epsilon: f64,
+        /// Weight of the old moving statistics (Keras default 0.99).
+        #[serde(default = "default_bn_momentum")]
+        momentum: f64,
+    },
     /// Keras `Dropout`.
     Dropout {
         /// Fraction of units dropped while training.
@@ -73,6 +80,19 @@ pub enum LayerKind {
     },
 }
 
+/// Keras' `BatchNormalization(epsilon=1e-3)`.
+pub const BN_EPSILON: f64 = 1e-3;
+/// Keras' `BatchNormalization(momentum=0.99)`.
+pub const BN_MOMENTUM: f64 = 0.99;
+
+fn default_bn_epsilon() -> f64 {
+    BN_EPSILON
+}
+
+fn default_bn_momentum() -> f64 {
+    BN_MOMENTUM
+}
+
 impl LayerKind {
     /// Keras' class name, as `model.summary()` prints it.
     pub fn keras_type(&self) -> &'static str {
@@ -81,7 +101,7 @@ impl LayerKind {
             LayerKind::SeparableConv2d { .. } => "SeparableConv2D",
             LayerKind::MaxFeatureMap => "MaxFeatureMap",
             LayerKind::MaxPool2d { .. } => "MaxPooling2D",
-            LayerKind::BatchNorm => "BatchNormalization",
+            LayerKind::BatchNorm { .. } => "BatchNormalization",
             LayerKind::Dropout { .. } => "Dropout",
             LayerKind::Flatten => "Flatten",
             LayerKind::GlobalAvgPool => "GlobalAveragePooling2D",
@@ -96,7 +116,7 @@ impl LayerKind {
             self,
             LayerKind::Conv2d { .. }
                 | LayerKind::SeparableConv2d { .. }
-                | LayerKind::BatchNorm
+                | LayerKind::BatchNorm { .. }
                 | LayerKind::Dense { .. }
         )
     }
@@ -332,7 +352,7 @@ fn infer(model: &str, layer: &LayerSpec, input: Shape) -> Result<(Shape, ParamCo
             let (oh, ow) = window(h, w, *pool, *strides, *padding)?;
             (Shape::Image { h: oh, w: ow, c }, trainable(0))
         }
-        LayerKind::BatchNorm => {
+        LayerKind::BatchNorm { .. } => {
             let c = match input {
                 Shape::Image { c, .. } => c,
                 Shape::Flat(n) => n,
@@ -423,7 +443,13 @@ pub mod build {
 
     /// `BatchNormalization()`.
     pub fn bn(name: &str) -> LayerSpec {
-        layer(name, LayerKind::BatchNorm)
+        layer(
+            name,
+            LayerKind::BatchNorm {
+                epsilon: BN_EPSILON,
+                momentum: BN_MOMENTUM,
+            },
+        )
     }
 
     /// `Dropout(rate)`.

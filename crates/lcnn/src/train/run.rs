@@ -14,7 +14,7 @@ use crate::callbacks::{EarlyStoppingState, ModelCheckpointState, ReduceLrOnPlate
 use crate::data::Augmenter;
 use crate::models::{ModelConfig, Network, Shape};
 use crate::util::write_atomic;
-use crate::weights::{import, safetensors};
+use crate::weights::{export, import, safetensors, NamedTensor};
 
 use super::{TrainConfig, TrainError};
 
@@ -144,6 +144,39 @@ pub fn weights_metadata(config: &ModelConfig, pre: &Preprocess) -> HashMap<Strin
             serde_json::to_string(pre).unwrap_or_default(),
         ),
     ])
+}
+
+/// Writes a run folder for a model trained elsewhere (an import): `model.safetensors` with the
+/// run metadata, and a `config.json` of lcnn's defaults with this model, its rescale and no
+/// dataset (`lcnn eval` then needs `--dataset`). The tensors must fit the model exactly;
+/// `source` names the file they came from in errors.
+pub fn write_imported_run(
+    dir: &Path,
+    model: &ModelConfig,
+    tensors: Vec<NamedTensor>,
+    preprocess: &Preprocess,
+    source: &Path,
+) -> Result<(), TrainError> {
+    let network = Network::new(&model.spec()?, &Device::flex())?;
+    let network = import(network, tensors, true, source)?;
+    std::fs::create_dir_all(dir).map_err(|e| TrainError::Run {
+        file: dir.to_path_buf(),
+        reason: format!("cannot create the run folder: {e}"),
+    })?;
+    let files = RunFiles::new(dir);
+    let mut config = TrainConfig {
+        model: model.name,
+        dataset: String::new(),
+        ..TrainConfig::default()
+    };
+    config.augment.rescale = preprocess.rescale;
+    save_config(&files, &config)?;
+    safetensors::save(
+        &files.model(),
+        &export(&network),
+        weights_metadata(model, preprocess),
+    )?;
+    Ok(())
 }
 
 /// A trained model ready for inference, with what it expects.

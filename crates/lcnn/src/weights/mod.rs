@@ -4,7 +4,10 @@
 //!
 //! - [`named`]: the name <-> parameter mapping every format goes through.
 //! - [`safetensors`]: lcnn's own checkpoint format, written atomically.
+//! - [`keras`]: Keras `.h5` whole-model files in (feature `hdf5`).
 
+#[cfg(feature = "hdf5")]
+pub mod keras;
 pub mod named;
 pub mod safetensors;
 

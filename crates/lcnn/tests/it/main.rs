@@ -3,4 +3,6 @@ mod batchnorm;
 mod data;
 mod engine;
 mod golden;
+#[cfg(feature = "hdf5")]
+mod keras;
 mod train;

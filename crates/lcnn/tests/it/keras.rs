@@ -1,0 +1,227 @@
+//! Keras `.h5` import: the real Keras 2.9 CIFAR-10 CNN in `../shared/weights` against the
+//! independent numpy + h5py forward pass of `reference/keras_h5_forward.py` (fixture
+//! `keras_cifar10_cnn.json`, with the exact pixels it fed in `keras_cifar10_cnn_pixels.u8`),
+//! on both engines; and bad files, each a clear error naming the file and the layer.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use hdf5::types::VarLenUnicode;
+use lcnn::engine::Engine;
+use lcnn::models::Network;
+use lcnn::weights::import;
+use lcnn::weights::keras::read_model;
+
+fn shared_weights() -> PathBuf {
+    std::env::var_os("LCNN_TEST_WEIGHTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../../shared/weights"
+            ))
+        })
+}
+
+fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures")).join(name)
+}
+
+fn rows(v: &serde_json::Value, key: &str) -> Vec<f64> {
+    v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|im| {
+            im[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn assert_close(got: &[f32], want: &[f64], rel: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let tol = rel * w.abs().max(1.0);
+        assert!(
+            (*g as f64 - w).abs() <= tol,
+            "{what} {i} (image {}, unit {}): {g} vs numpy {w}",
+            i / 10,
+            i % 10
+        );
+    }
+}
+
+#[test]
+fn keras_cifar_cnn_matches_the_numpy_reference_on_both_engines() {
+    let file = shared_weights().join("keras-cifar10-cnn/cnn_model.h5");
+    let fx: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_path("keras_cifar10_cnn.json")).unwrap(),
+    )
+    .unwrap();
+    let pixels = std::fs::read(fixture_path("keras_cifar10_cnn_pixels.u8")).unwrap();
+    let n = fx["images"].as_array().unwrap().len();
+    assert_eq!(pixels.len(), n * 32 * 32 * 3);
+    // HWC bytes -> NCHW floats, raw 0..255 as the model was trained.
+    let mut x = vec![0.0f32; pixels.len()];
+    for b in 0..n {
+        for p in 0..32 * 32 {
+            for c in 0..3 {
+                x[(b * 3 + c) * 1024 + p] = pixels[(b * 1024 + p) * 3 + c] as f32;
+            }
+        }
+    }
+    let shape = [n, 3, 32, 32];
+
+    let model = read_model(&file).unwrap();
+    assert_eq!(model.keras_version.as_deref(), Some("2.9.0"));
+    // The loss took logits: lcnn's probabilities are its softmax, its logits Keras' outputs.
+    assert_eq!(model.added_output.as_deref(), Some("softmax"));
+    let want_out = rows(&fx, "output");
+    let want_prob = rows(&fx, "softmax");
+
+    let device = Device::flex();
+    let net = Network::new(&model.spec, &device).unwrap();
+    let net = import(net, model.tensors.clone(), true, &file)
+        .unwrap()
+        .valid();
+    let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), shape), &device);
+    let logits = net
+        .forward_logits(xt.clone())
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    assert_close(&logits, &want_out, 1e-4, "burn logit");
+    let probs = net.forward(xt).into_data().try_to_vec::<f32>().unwrap();
+    assert_close(&probs, &want_prob, 1e-4, "burn probability");
+
+    let mut engine = Engine::from_network(&net).unwrap();
+    let logits = engine.logits(&x, shape).unwrap().to_vec();
+    assert_close(&logits, &want_out, 1e-4, "native logit");
+    let probs = engine.probabilities(&x, shape).unwrap().to_vec();
+    assert_close(&probs, &want_prob, 1e-4, "native probability");
+
+    let predicted: Vec<usize> = probs
+        .chunks(10)
+        .map(|p| (0..10).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap())
+        .collect();
+    let want: Vec<usize> = fx["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|im| im["predicted"].as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(predicted, want);
+}
+
+/// A scratch `.h5` path, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(tag: &str) -> TempFile {
+        TempFile(std::env::temp_dir().join(format!("lcnn-keras-{tag}-{}.h5", std::process::id())))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Writes a Keras-2-layout file: `model_config` with `layers`, one Conv2D's weights.
+fn write_model(path: &Path, layers: serde_json::Value, kernel_shape: &[usize]) {
+    let f = hdf5::File::create(path).unwrap();
+    let config = serde_json::json!({
+        "class_name": "Sequential",
+        "config": {"name": "tiny", "layers": layers}
+    });
+    let s: VarLenUnicode = config.to_string().parse().unwrap();
+    f.new_attr::<VarLenUnicode>()
+        .create("model_config")
+        .unwrap()
+        .write_scalar(&s)
+        .unwrap();
+    let w = f.create_group("model_weights").unwrap();
+    let g = w.create_group("conv").unwrap();
+    let names: Vec<VarLenUnicode> = ["conv/kernel:0", "conv/bias:0"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    g.new_attr::<VarLenUnicode>()
+        .shape(2)
+        .create("weight_names")
+        .unwrap()
+        .write(&names)
+        .unwrap();
+    let c = g.create_group("conv").unwrap();
+    let n: usize = kernel_shape.iter().product();
+    c.new_dataset::<f32>()
+        .shape(kernel_shape)
+        .create("kernel:0")
+        .unwrap()
+        .write_raw(&vec![0.5f32; n])
+        .unwrap();
+    c.new_dataset::<f32>()
+        .shape(4)
+        .create("bias:0")
+        .unwrap()
+        .write_raw(&[0.0f32; 4])
+        .unwrap();
+}
+
+fn conv_layer() -> serde_json::Value {
+    serde_json::json!({"class_name": "Conv2D", "config": {
+        "name": "conv", "batch_input_shape": [null, 8, 8, 3], "filters": 4,
+        "kernel_size": [3, 3], "strides": [1, 1], "padding": "same",
+        "data_format": "channels_last", "activation": "relu", "use_bias": true}})
+}
+
+#[test]
+fn a_written_keras_file_imports_and_bad_ones_are_clear_errors() {
+    // A good one: the kernel moves to [out, in, kh, kw].
+    let ok = TempFile::new("ok");
+    write_model(&ok.0, serde_json::json!([conv_layer()]), &[3, 3, 3, 4]);
+    let m = read_model(&ok.0).unwrap();
+    assert_eq!(m.tensors[0].name, "conv.weight");
+    assert_eq!(m.tensors[0].shape, vec![4, 3, 3, 3]);
+
+    // A weight of the wrong shape names the file, the layer and both shapes.
+    let bad = TempFile::new("shape");
+    write_model(&bad.0, serde_json::json!([conv_layer()]), &[3, 3, 2, 4]);
+    let e = read_model(&bad.0).unwrap_err().to_string();
+    assert!(e.contains(&bad.0.display().to_string()), "{e}");
+    assert!(
+        e.contains("layer 0 `conv` (Conv2D)") && e.contains("[3, 3, 2, 4]"),
+        "{e}"
+    );
+
+    // A layer lcnn does not have: its index, name and class.
+    let lstm = TempFile::new("lstm");
+    let layers =
+        serde_json::json!([conv_layer(), {"class_name": "LSTM", "config": {"name": "lstm"}}]);
+    write_model(&lstm.0, layers, &[3, 3, 3, 4]);
+    let e = read_model(&lstm.0).unwrap_err().to_string();
+    assert!(
+        e.contains("layer 1 `lstm` (LSTM)") && e.contains("not supported"),
+        "{e}"
+    );
+
+    // A truncated file: an error naming it, not a panic.
+    let cut = TempFile::new("cut");
+    let bytes = std::fs::read(&ok.0).unwrap();
+    std::fs::write(&cut.0, &bytes[..bytes.len() / 3]).unwrap();
+    let e = read_model(&cut.0).unwrap_err().to_string();
+    assert!(e.contains(&cut.0.display().to_string()), "{e}");
+
+    // Not HDF5 at all.
+    let text = TempFile::new("text");
+    std::fs::write(&text.0, b"not an hdf5 file").unwrap();
+    let e = read_model(&text.0).unwrap_err().to_string();
+    assert!(e.contains("not a readable HDF5 file"), "{e}");
+}
