@@ -32,7 +32,9 @@ pub fn run(args: SummaryArgs) -> Result<()> {
     let config = match (&args.run, &args.model) {
         (Some(dir), _) => {
             let run = lcnn::train::LoadedRun::load(dir, &lcnn::device::Device::flex())?;
-            run.model
+            let spec = run.model.spec()?;
+            print!("{}", summary(&spec, &frozen_layers(&run.config, &spec)?)?);
+            return Ok(());
         }
         (None, Some(model)) => {
             let name: ModelName = model.parse()?;
@@ -49,4 +51,30 @@ pub fn run(args: SummaryArgs) -> Result<()> {
     };
     print!("{}", summary(&config.spec()?, &[])?);
     Ok(())
+}
+
+/// Which layers a run trained frozen (`--freeze-until`, `--freeze-base`, `--freeze-bn`), which
+/// Keras' summary counts as non-trainable.
+fn frozen_layers(
+    config: &lcnn::train::TrainConfig,
+    spec: &lcnn::models::ModelSpec,
+) -> Result<Vec<bool>> {
+    use lcnn::models::{head::PREDICTIONS, LayerKind};
+    let until = match (&config.freeze_until, config.freeze_base) {
+        (Some(name), _) => spec.index_of(name)?,
+        (None, true) => spec
+            .layers
+            .iter()
+            .position(|l| l.name.starts_with("head1_") || l.name == PREDICTIONS)
+            .unwrap_or(0),
+        (None, false) => 0,
+    };
+    Ok(spec
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            i < until || (config.freeze_bn && matches!(l.kind, LayerKind::BatchNorm { .. }))
+        })
+        .collect())
 }

@@ -127,6 +127,25 @@ pub struct TrainArgs {
     /// Freeze every layer before this one (e.g. block5_conv1).
     #[arg(long)]
     freeze_until: Option<String>,
+    /// Leave out the zoo model's classifier (Keras include_top=False); needs --head.
+    #[arg(long)]
+    no_top: bool,
+    /// New classifier layers on the base, before the output layer `predictions`
+    /// (e.g. flatten,dense:256:relu,dropout:0.5; items: flatten, gap, dense:N[:act], dropout:R, bn).
+    #[arg(long)]
+    head: Option<String>,
+    /// Use a run folder's network (trained or `lcnn import`ed) as the base, with its weights.
+    #[arg(long)]
+    base: Option<PathBuf>,
+    /// Cut the base just before this layer (e.g. flatten).
+    #[arg(long, requires = "base")]
+    base_until: Option<String>,
+    /// Freeze every base layer (phase one of fine-tuning).
+    #[arg(long)]
+    freeze_base: bool,
+    /// Keep every BatchNormalization layer frozen (Keras' advice when fine-tuning a base).
+    #[arg(long)]
+    freeze_bn: bool,
     /// Seed of weights, shuffling, augmentation and dropout.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -253,6 +272,12 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
         seed: args.seed,
         freeze_until: args.freeze_until.clone(),
         init_weights: args.weights.clone(),
+        include_top: !args.no_top,
+        head: args.head.clone(),
+        base: args.base.clone(),
+        base_until: args.base_until.clone(),
+        freeze_base: args.freeze_base,
+        freeze_bn: args.freeze_bn,
         engine: args.engine.parse().map_err(anyhow::Error::msg)?,
     })
 }

@@ -3,6 +3,7 @@
 //! turned into a Burn [`Network`].
 
 pub mod allconv;
+pub mod head;
 pub mod lcnn;
 pub mod lightcnn9;
 pub mod network;

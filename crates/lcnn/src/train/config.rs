@@ -54,11 +54,34 @@ pub struct TrainConfig {
     pub freeze_until: Option<String>,
     /// Initial weights (safetensors), loaded by layer name before training.
     pub init_weights: Option<PathBuf>,
+    /// Keep the zoo model's classifier (Keras `include_top`; `--no-top` turns it off).
+    #[serde(default = "yes")]
+    pub include_top: bool,
+    /// Layers between the base and a new classifier (`--head flatten,dense:256:relu`).
+    #[serde(default)]
+    pub head: Option<String>,
+    /// A run folder whose network (with its weights) is the base (`--base RUN`).
+    #[serde(default)]
+    pub base: Option<PathBuf>,
+    /// Where the base is cut: it ends just before this layer (`--base-until flatten`).
+    #[serde(default)]
+    pub base_until: Option<String>,
+    /// Freeze every base layer (seed 003's first phase).
+    #[serde(default)]
+    pub freeze_base: bool,
+    /// Keep every BatchNormalization layer frozen (moving statistics, no update), as Keras'
+    /// transfer-learning guide advises when fine-tuning a base that has them.
+    #[serde(default)]
+    pub freeze_bn: bool,
     /// Which implementation trains on the CPU: lcnn's native engine (the default) or Burn's
     /// tensors (the reference; GPU devices always use it). Runs written before the engine
     /// existed have no such field and were trained by Burn, which their resume point needs.
     #[serde(default = "legacy_engine")]
     pub engine: EngineKind,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn legacy_engine() -> EngineKind {
@@ -95,6 +118,12 @@ impl Default for TrainConfig {
             seed: 42,
             freeze_until: None,
             init_weights: None,
+            include_top: true,
+            head: None,
+            base: None,
+            base_until: None,
+            freeze_base: false,
+            freeze_bn: false,
             engine: EngineKind::Native,
         }
     }

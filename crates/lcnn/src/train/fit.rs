@@ -30,12 +30,12 @@ use crate::data::{
     load, Augmenter, BatchLoader, ClassMode, Dataset, DatasetSpec, LoadOptions, LoaderConfig,
 };
 use crate::engine::{Engine, EngineKind};
-use crate::models::{ModelConfig, Network, Shape};
-use crate::weights::{export, import, safetensors, NamedTensor};
+use crate::models::{Layer, ModelConfig, Network, Shape};
+use crate::weights::{export, import, import_present, safetensors, NamedTensor};
 
 use super::evaluate::{evaluate, evaluate_native, EvalResult};
 use super::loss::loss_for;
-use super::run::{save_config, weights_metadata, LoopState, Preprocess, RunFiles};
+use super::run::{save_config, weights_metadata, LoadedRun, LoopState, Preprocess, RunFiles};
 use super::{OptimizerConfig, TrainConfig, TrainError};
 
 /// How to run `fit`.
@@ -131,6 +131,104 @@ struct Session<'a> {
     started: Instant,
     lr_at_start: f64,
     hyper: OptimizerConfig,
+}
+
+/// The network a run trains, and what seeds it.
+struct BuiltModel {
+    config: ModelConfig,
+    /// Layers that belong to the base (all of them without a head).
+    base_len: usize,
+    /// The base run's weights, by name, and the file they came from.
+    base_weights: Option<(PathBuf, Vec<NamedTensor>)>,
+}
+
+/// The model: a zoo model (with or without its top), or a run's network cut at
+/// `--base-until`; then, with `--head`, the head's layers and a new classifier.
+fn build_model(
+    config: &TrainConfig,
+    input: Shape,
+    classes: usize,
+) -> Result<BuiltModel, TrainError> {
+    use crate::models::head::{parse_head, with_head};
+    let head = config.head.as_deref().map(parse_head).transpose()?;
+    let (mut zoo, base_layers, base_weights) = match &config.base {
+        Some(dir) => {
+            let base = LoadedRun::load(dir, &Device::flex())?;
+            if base.model.input != input {
+                return Err(TrainError::Config(format!(
+                    "--base {}: the base takes {}, the data is {} (set --target-size / --color-mode)",
+                    dir.display(),
+                    base.model.input.keras(),
+                    input.keras()
+                )));
+            }
+            if (base.preprocess.rescale - config.augment.rescale).abs()
+                > 1e-6 * base.preprocess.rescale.abs()
+            {
+                return Err(TrainError::Config(format!(
+                    "--base {}: the base was trained on pixels x {}, this run would feed pixels x {}; \
+                     give --rescale {}",
+                    dir.display(),
+                    base.preprocess.rescale,
+                    config.augment.rescale,
+                    base.preprocess.rescale
+                )));
+            }
+            let spec = base.model.spec()?;
+            let until = match &config.base_until {
+                Some(name) => spec.index_of(name)?,
+                None => spec.layers.len(),
+            };
+            let file = RunFiles::new(dir).model();
+            let tensors = export(&base.network);
+            let layers = spec.layers[..until].to_vec();
+            (base.model, layers, Some((file, tensors)))
+        }
+        None => {
+            if config.base_until.is_some() {
+                return Err(TrainError::Config("--base-until needs --base RUN".into()));
+            }
+            let zoo = ModelConfig {
+                include_top: config.include_top,
+                ..ModelConfig::new(config.model, input, classes)
+            };
+            let layers = zoo.spec()?.layers;
+            (zoo, layers, None)
+        }
+    };
+    let base_len = base_layers.len();
+    let layers = match head {
+        Some(head) => {
+            if config.base.is_none() && config.include_top {
+                return Err(TrainError::Config(
+                    "--head replaces the classifier: it needs --no-top or --base RUN".into(),
+                ));
+            }
+            with_head(base_layers, &head, classes)
+        }
+        None if config.base.is_some() || !config.include_top => {
+            return Err(TrainError::Config(
+                "a base without its top needs a new classifier: give --head (e.g. \
+                 --head flatten,dense:256:relu,dropout:0.5)"
+                    .into(),
+            ))
+        }
+        None => {
+            return Ok(BuiltModel {
+                config: zoo,
+                base_len,
+                base_weights,
+            })
+        }
+    };
+    zoo.layers = Some(layers);
+    zoo.classes = classes;
+    zoo.include_top = true;
+    Ok(BuiltModel {
+        config: zoo,
+        base_len,
+        base_weights,
+    })
 }
 
 fn check(config: &TrainConfig) -> Result<(), TrainError> {
@@ -248,20 +346,38 @@ impl<'a> Session<'a> {
         let ad = device.clone().autodiff();
         device.seed(config.seed);
         ad.seed(config.seed);
-        let model_config = ModelConfig::new(config.model, data.preprocess.input, data.classes);
+        let built = build_model(config, data.preprocess.input, data.classes)?;
+        let model_config = built.config;
         let spec = model_config.spec()?;
         let mut model = Network::new(&spec, &ad)?;
+        if let Some((path, tensors)) = built.base_weights {
+            model = import_present(model, tensors, &path)?;
+        }
         if let Some(path) = &config.init_weights {
             let (tensors, _) = safetensors::load(path)?;
             model = import(model, tensors, false, path)?;
         }
-        if let Some(name) = &config.freeze_until {
-            let until = spec.index_of(name)?;
+        let freeze = match (&config.freeze_until, config.freeze_base) {
+            (Some(name), _) => Some(spec.index_of(name)?),
+            (None, true) => Some(built.base_len),
+            (None, false) => None,
+        };
+        if let Some(until) = freeze {
             model.layers = model
                 .layers
                 .into_iter()
                 .enumerate()
                 .map(|(i, l)| if i < until { l.freeze() } else { l })
+                .collect();
+        }
+        if config.freeze_bn {
+            model.layers = model
+                .layers
+                .into_iter()
+                .map(|l| match l {
+                    Layer::BatchNorm(_) => l.freeze(),
+                    l => l,
+                })
                 .collect();
         }
         let metadata = weights_metadata(&model_config, &data.preprocess);

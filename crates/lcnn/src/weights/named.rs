@@ -185,9 +185,29 @@ pub fn export(network: &Network) -> Vec<NamedTensor> {
 /// shape; with `strict`, tensors the model has no place for are an error too. `file` names the
 /// source in errors.
 pub fn import(
+    network: Network,
+    tensors: Vec<NamedTensor>,
+    strict: bool,
+    file: &Path,
+) -> Result<Network, WeightsError> {
+    import_with(network, tensors, strict, false, file)
+}
+
+/// Loads the layers of `tensors` that the network has (a base's weights under a new head):
+/// a layer the file lacks keeps its initialization, a tensor of another shape is an error.
+pub fn import_present(
+    network: Network,
+    tensors: Vec<NamedTensor>,
+    file: &Path,
+) -> Result<Network, WeightsError> {
+    import_with(network, tensors, false, true, file)
+}
+
+fn import_with(
     mut network: Network,
     tensors: Vec<NamedTensor>,
     strict: bool,
+    missing_ok: bool,
     file: &Path,
 ) -> Result<Network, WeightsError> {
     let mut by_name: BTreeMap<String, NamedTensor> =
@@ -197,11 +217,16 @@ pub fn import(
         for (pname, mut slot) in slots(layer) {
             let key = format!("{lname}.{pname}");
             let (expected, _) = slot.read();
-            let t = by_name.remove(&key).ok_or_else(|| WeightsError::Missing {
-                file: file.to_path_buf(),
-                name: key.clone(),
-                expected: expected.clone(),
-            })?;
+            let Some(t) = by_name.remove(&key) else {
+                if missing_ok {
+                    continue;
+                }
+                return Err(WeightsError::Missing {
+                    file: file.to_path_buf(),
+                    name: key.clone(),
+                    expected: expected.clone(),
+                });
+            };
             if t.shape != expected || t.data.len() != expected.iter().product::<usize>() {
                 return Err(WeightsError::Shape {
                     file: file.to_path_buf(),

@@ -286,3 +286,79 @@ fn frozen_layers_get_no_updates_including_batchnorm_statistics() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_head_on_a_frozen_base_trains_only_the_head_and_keeps_no_optimizer_state_for_the_base() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = temp("head");
+    synthetic_folder(&dir.join("data"), 16);
+    // The base: an LCNN run (BatchNorm throughout), cut before its `flatten`.
+    let base_cfg = config(&dir.join("data"), 1);
+    fit(&base_cfg, &opts(&dir.join("base"), false)).unwrap();
+    let mut cfg = config(&dir.join("data"), 2);
+    cfg.base = Some(dir.join("base"));
+    cfg.base_until = Some("flatten".into());
+    cfg.head = Some("flatten,dense:16:relu,dropout:0.5".into());
+    cfg.freeze_base = true;
+    fit(&cfg, &opts(&dir.join("run"), false)).unwrap();
+
+    let (before, _) = safetensors::load(&dir.join("base/model.safetensors")).unwrap();
+    let (after, _) = safetensors::load(&dir.join("run/model.safetensors")).unwrap();
+    let spec = LoadedRun::load(&dir.join("base"), &Device::flex())
+        .unwrap()
+        .model
+        .spec()
+        .unwrap();
+    let cut = spec.index_of("flatten").unwrap();
+    let base_layers: Vec<&str> = spec.layers[..cut].iter().map(|l| l.name.as_str()).collect();
+    let in_base = |name: &str| base_layers.contains(&name.split('.').next().unwrap());
+    let mut checked = 0;
+    for b in before.iter().filter(|b| in_base(&b.name)) {
+        let a = after.iter().find(|a| a.name == b.name).unwrap();
+        assert_eq!(b.data, a.data, "{} moved although frozen", b.name);
+        checked += 1;
+    }
+    assert!(checked > 10, "{checked} base tensors checked");
+    // The classifier on top of the cut base: new layers with stable names, trained.
+    let names: Vec<&str> = after.iter().map(|t| t.name.as_str()).collect();
+    for n in [
+        "head2_dense.weight",
+        "predictions.weight",
+        "predictions.bias",
+    ] {
+        assert!(names.contains(&n), "{n} not in {names:?}");
+    }
+    assert!(!names.iter().any(|n| n.starts_with("fc1.")), "{names:?}");
+    // The resume point holds optimizer slots for the head only.
+    let (last, _) = safetensors::load(&dir.join("run/last.safetensors")).unwrap();
+    let slots: Vec<&str> = last
+        .iter()
+        .map(|t| t.name.as_str())
+        .filter(|n| n.starts_with("optimizer/"))
+        .collect();
+    assert!(!slots.is_empty());
+    for s in &slots {
+        assert!(
+            s.starts_with("optimizer/head") || s.starts_with("optimizer/predictions"),
+            "optimizer state for a frozen layer: {s}"
+        );
+    }
+    // The run loads for eval / predict with its head.
+    let run = LoadedRun::load(&dir.join("run"), &Device::flex()).unwrap();
+    assert_eq!(run.network.spec.layers.last().unwrap().name, "predictions");
+
+    // A zoo model with its top cannot take a head; a base without one needs a head.
+    let mut bad = config(&dir.join("data"), 1);
+    bad.head = Some("flatten".into());
+    let e = fit(&bad, &opts(&dir.join("bad"), false))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--no-top or --base"), "{e}");
+    bad.head = None;
+    bad.base = Some(dir.join("base"));
+    let e = fit(&bad, &opts(&dir.join("bad"), false))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("give --head"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
