@@ -133,6 +133,35 @@ struct Session<'a> {
     hyper: OptimizerConfig,
 }
 
+/// `--weights`: a safetensors file with every parameter (lcnn's, or phase one's), or a Keras
+/// `.h5` file read by layer name (feature `hdf5`), as Keras' `load_weights(by_name=True)`.
+fn load_init_weights(
+    model: Network,
+    spec: &crate::models::ModelSpec,
+    path: &std::path::Path,
+) -> Result<Network, TrainError> {
+    let is_h5 = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("h5") || e.eq_ignore_ascii_case("hdf5"));
+    if is_h5 {
+        #[cfg(feature = "hdf5")]
+        {
+            let tensors = crate::weights::keras::read_weights_by_name(path, spec)?;
+            return Ok(import_present(model, tensors, path)?);
+        }
+        #[cfg(not(feature = "hdf5"))]
+        {
+            let _ = spec;
+            return Err(TrainError::Config(format!(
+                "--weights {}: Keras .h5 files need lcnn built with the `hdf5` feature",
+                path.display()
+            )));
+        }
+    }
+    let (tensors, _) = safetensors::load(path)?;
+    Ok(import(model, tensors, false, path)?)
+}
+
 /// The network a run trains, and what seeds it.
 struct BuiltModel {
     config: ModelConfig,
@@ -354,8 +383,7 @@ impl<'a> Session<'a> {
             model = import_present(model, tensors, &path)?;
         }
         if let Some(path) = &config.init_weights {
-            let (tensors, _) = safetensors::load(path)?;
-            model = import(model, tensors, false, path)?;
+            model = load_init_weights(model, &spec, path)?;
         }
         let freeze = match (&config.freeze_until, config.freeze_base) {
             (Some(name), _) => Some(spec.index_of(name)?),

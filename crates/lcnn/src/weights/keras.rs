@@ -505,6 +505,67 @@ pub fn read_model(path: &Path) -> Result<KerasModel, WeightsError> {
     })
 }
 
+/// Reads a Keras weights file by layer name into `spec`'s layers (Keras'
+/// `model.load_weights(path, by_name=True)`): a whole-model file or a weights-only one such as
+/// the Keras applications' `vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5` (layer groups at
+/// the root, `block1_conv1/block1_conv1/kernel:0`, any weight names, in Keras' order). Layers of
+/// `spec` that the file lacks are left out (they keep their initialization); a layer the file
+/// has with other shapes is an error naming it.
+pub fn read_weights_by_name(
+    path: &Path,
+    spec: &ModelSpec,
+) -> Result<Vec<NamedTensor>, WeightsError> {
+    let file =
+        hdf5::File::open(path).map_err(|e| err(path, format!("not a readable HDF5 file: {e}")))?;
+    let root: hdf5::Group = match file.group("model_weights") {
+        Ok(g) => g,
+        Err(_) => (*file).clone(),
+    };
+    let present = root
+        .member_names()
+        .map_err(|e| err(path, format!("cannot list the layer groups: {e}")))?;
+    let resolved = spec.resolve().map_err(|e| err(path, e.to_string()))?;
+    let mut tensors = Vec::new();
+    let mut flattened = None;
+    for (index, r) in resolved.iter().enumerate() {
+        let name = r.spec.name.as_str();
+        if r.spec.kind.has_weights() && present.iter().any(|p| p == name) {
+            let ctx = LayerCtx {
+                file: path,
+                index,
+                class: r.spec.kind.keras_type(),
+                name,
+                cfg: &Value::Null,
+            };
+            let ws = layer_weights(path, &root, name)?;
+            if !ws.is_empty() {
+                tensors.extend(convert(&ctx, &r.spec.kind, r.input, ws, flattened)?);
+            }
+        }
+        flattened = match (&r.spec.kind, r.input) {
+            (LayerKind::Flatten, Shape::Image { h, w, c }) => Some((h, w, c)),
+            (
+                LayerKind::Dropout { .. }
+                | LayerKind::Activation { .. }
+                | LayerKind::BatchNorm { .. },
+                _,
+            ) => flattened,
+            _ => None,
+        };
+    }
+    if tensors.is_empty() {
+        return Err(err(
+            path,
+            format!(
+                "no layer of model `{}` is in the file (its layer groups: {})",
+                spec.name,
+                present.join(", ")
+            ),
+        ));
+    }
+    Ok(tensors)
+}
+
 /// Keras' tensors of one layer to lcnn's names and layouts, checking their shapes.
 fn convert(
     ctx: &LayerCtx,

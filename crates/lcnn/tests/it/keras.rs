@@ -134,6 +134,17 @@ impl Drop for TempFile {
     }
 }
 
+/// A variable-length string-array attribute, as Keras writes `weight_names` / `layer_names`.
+fn write_strings(loc: &hdf5::Location, name: &str, values: &[&str]) {
+    let v: Vec<VarLenUnicode> = values.iter().map(|s| s.parse().unwrap()).collect();
+    loc.new_attr::<VarLenUnicode>()
+        .shape(v.len())
+        .create(name)
+        .unwrap()
+        .write(&v)
+        .unwrap();
+}
+
 /// Writes a Keras-2-layout file: `model_config` with `layers`, one Conv2D's weights.
 fn write_model(path: &Path, layers: serde_json::Value, kernel_shape: &[usize]) {
     let f = hdf5::File::create(path).unwrap();
@@ -149,16 +160,7 @@ fn write_model(path: &Path, layers: serde_json::Value, kernel_shape: &[usize]) {
         .unwrap();
     let w = f.create_group("model_weights").unwrap();
     let g = w.create_group("conv").unwrap();
-    let names: Vec<VarLenUnicode> = ["conv/kernel:0", "conv/bias:0"]
-        .iter()
-        .map(|s| s.parse().unwrap())
-        .collect();
-    g.new_attr::<VarLenUnicode>()
-        .shape(2)
-        .create("weight_names")
-        .unwrap()
-        .write(&names)
-        .unwrap();
+    write_strings(&g, "weight_names", &["conv/kernel:0", "conv/bias:0"]);
     let c = g.create_group("conv").unwrap();
     let n: usize = kernel_shape.iter().product();
     c.new_dataset::<f32>()
@@ -224,4 +226,79 @@ fn a_written_keras_file_imports_and_bad_ones_are_clear_errors() {
     std::fs::write(&text.0, b"not an hdf5 file").unwrap();
     let e = read_model(&text.0).unwrap_err().to_string();
     assert!(e.contains("not a readable HDF5 file"), "{e}");
+}
+
+/// The Keras applications' weights-only layout (`vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5`:
+/// layer groups at the root, Keras 1 weight names), written here with libhdf5 as h5py writes it
+/// (the real file is not reachable from this machine), read by name into lcnn's VGG16 base.
+#[test]
+fn keras_applications_vgg16_notop_weights_load_by_name() {
+    use lcnn::models::{ModelConfig, ModelName, Shape};
+    use lcnn::weights::keras::read_weights_by_name;
+
+    let spec = ModelConfig {
+        include_top: false,
+        ..ModelConfig::new(ModelName::Vgg16, Shape::Image { h: 32, w: 32, c: 3 }, 1)
+    }
+    .spec()
+    .unwrap();
+    let file = TempFile::new("vgg16");
+    let value = |layer: usize, i: usize| ((layer * 7919 + i) % 1009) as f32 * 1e-3;
+    {
+        let f = hdf5::File::create(&file.0).unwrap();
+        let names: Vec<&str> = spec.layers.iter().map(|l| l.name.as_str()).collect();
+        write_strings(&f, "layer_names", &names);
+        let mut cin = 3;
+        for (li, l) in spec.layers.iter().enumerate() {
+            let g = f.create_group(&l.name).unwrap();
+            let lcnn::models::LayerKind::Conv2d { filters, .. } = l.kind else {
+                continue;
+            };
+            let w_name = format!("{}_W_1:0", l.name);
+            let b_name = format!("{}_b_1:0", l.name);
+            write_strings(&g, "weight_names", &[&w_name, &b_name]);
+            let n = 9 * cin * filters;
+            let w: Vec<f32> = (0..n).map(|i| value(li, i)).collect();
+            g.new_dataset::<f32>()
+                .shape([3, 3, cin, filters])
+                .create(w_name.as_str())
+                .unwrap()
+                .write_raw(&w)
+                .unwrap();
+            let b: Vec<f32> = (0..filters).map(|i| value(li + 100, i)).collect();
+            g.new_dataset::<f32>()
+                .shape(filters)
+                .create(b_name.as_str())
+                .unwrap()
+                .write_raw(&b)
+                .unwrap();
+            cin = filters;
+        }
+    }
+    let tensors = read_weights_by_name(&file.0, &spec).unwrap();
+    assert_eq!(tensors.len(), 26, "13 convs, kernel and bias each");
+    // block2_conv1 (layer 3, 64 -> 128): lcnn [o, i, y, x] is Keras [y, x, i, o].
+    let li = spec.index_of("block2_conv1").unwrap();
+    let w = tensors
+        .iter()
+        .find(|t| t.name == "block2_conv1.weight")
+        .unwrap();
+    assert_eq!(w.shape, vec![128, 64, 3, 3]);
+    let (o, i, y, x) = (5, 17, 2, 1);
+    let keras_index = ((y * 3 + x) * 64 + i) * 128 + o;
+    assert_eq!(
+        w.data[((o * 64 + i) * 3 + y) * 3 + x],
+        value(li, keras_index)
+    );
+    let net = Network::new(&spec, &Device::flex()).unwrap();
+    lcnn::weights::import(net, tensors, true, &file.0).unwrap();
+
+    // Weights for another architecture: the layer and the shapes are named.
+    let other = ModelConfig::new(ModelName::Lcnn, Shape::Image { h: 28, w: 28, c: 1 }, 10)
+        .spec()
+        .unwrap();
+    let e = read_weights_by_name(&file.0, &other)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no layer of model `lcnn` is in the file"), "{e}");
 }
