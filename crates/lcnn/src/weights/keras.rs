@@ -438,19 +438,9 @@ pub fn read_model(path: &Path) -> Result<KerasModel, WeightsError> {
         let out_shape = resolved.last().map(|r| r.output).unwrap_or(in_shape);
         if spec.kind.has_weights() {
             let ws = layer_weights(path, &weights_root, lname)?;
-            tensors.extend(convert(&ctx, &spec.kind, in_shape, ws, flattened.take())?);
+            tensors.extend(convert(&ctx, &spec.kind, in_shape, ws, flattened)?);
         }
-        match spec.kind {
-            LayerKind::Flatten => {
-                if let Shape::Image { h, w, c } = in_shape {
-                    flattened = Some((h, w, c));
-                }
-            }
-            LayerKind::Dropout { .. }
-            | LayerKind::Activation { .. }
-            | LayerKind::BatchNorm { .. } => {}
-            _ => flattened = None,
-        }
+        flattened = after_layer(&spec.kind, in_shape, flattened);
         shape = Some(out_shape);
         layers.push(spec);
     }
@@ -542,16 +532,7 @@ pub fn read_weights_by_name(
                 tensors.extend(convert(&ctx, &r.spec.kind, r.input, ws, flattened)?);
             }
         }
-        flattened = match (&r.spec.kind, r.input) {
-            (LayerKind::Flatten, Shape::Image { h, w, c }) => Some((h, w, c)),
-            (
-                LayerKind::Dropout { .. }
-                | LayerKind::Activation { .. }
-                | LayerKind::BatchNorm { .. },
-                _,
-            ) => flattened,
-            _ => None,
-        };
+        flattened = after_layer(&r.spec.kind, r.input, flattened);
     }
     if tensors.is_empty() {
         return Err(err(
@@ -564,6 +545,23 @@ pub fn read_weights_by_name(
         ));
     }
     Ok(tensors)
+}
+
+/// The image a Flatten turned into features, as seen by the next layer with weights (a Dense
+/// after it needs its rows reordered); layers without weights in between keep it.
+fn after_layer(
+    kind: &LayerKind,
+    input: Shape,
+    flattened: Option<(usize, usize, usize)>,
+) -> Option<(usize, usize, usize)> {
+    match (kind, input) {
+        (LayerKind::Flatten, Shape::Image { h, w, c }) => Some((h, w, c)),
+        (
+            LayerKind::Dropout { .. } | LayerKind::Activation { .. } | LayerKind::BatchNorm { .. },
+            _,
+        ) => flattened,
+        _ => None,
+    }
 }
 
 /// Keras' tensors of one layer to lcnn's names and layouts, checking their shapes.
