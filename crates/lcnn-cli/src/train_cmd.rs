@@ -10,7 +10,8 @@ use lcnn::data::{load, resolve_data_dir, AugmentConfig, DatasetSpec, LoadOptions
 use lcnn::device::{parse_device, Device};
 use lcnn::models::ModelName;
 use lcnn::train::{
-    evaluate, fit, predict_files, FitOptions, LoadedRun, OptimizerConfig, RunWeights, TrainConfig,
+    evaluate, fit, predict_files, FitOptions, LoadedRun, LossTerms, LrSchedule, OptimizerConfig,
+    Regularization, RunWeights, TrainConfig,
 };
 
 /// Arguments of `lcnn train`. Without flags: the seeds' MNIST recipe (LCNN, Adam 1e-3,
@@ -44,7 +45,7 @@ pub struct TrainArgs {
     /// Batch size.
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
-    /// adam, sgd or rmsprop (Keras defaults).
+    /// adam, adamw, sgd or rmsprop (Keras defaults; adamw = adam with --weight-decay 0.004).
     #[arg(long, default_value = "adam")]
     optimizer: String,
     /// Learning rate (default: Keras' for the optimizer: adam 1e-3, sgd 0.01, rmsprop 1e-3).
@@ -59,6 +60,54 @@ pub struct TrainArgs {
     /// Keras time-based decay: lr / (1 + decay * iterations).
     #[arg(long, default_value_t = 0.0)]
     decay: f64,
+    /// Learning-rate schedule (keras.optimizers.schedules; the optimizer's --lr is its initial
+    /// rate, one-cycle's peak): cosine, piecewise, exponential, inverse-time or one-cycle.
+    #[arg(long)]
+    lr_schedule: Option<String>,
+    /// Schedule steps (cosine after the warm-up, exponential, inverse-time; one-cycle's
+    /// total_steps). Default: the whole run.
+    #[arg(long, requires = "lr_schedule")]
+    decay_steps: Option<u64>,
+    /// cosine: the floor, as a fraction of the rate it decays from.
+    #[arg(long, requires = "lr_schedule")]
+    alpha: Option<f64>,
+    /// cosine: rate reached by a linear warm-up from --lr (Keras warmup_target).
+    #[arg(long, requires = "lr_schedule")]
+    warmup_target: Option<f64>,
+    /// cosine: warm-up steps.
+    #[arg(long, requires = "lr_schedule")]
+    warmup_steps: Option<u64>,
+    /// exponential, inverse-time: decay_rate.
+    #[arg(long, requires = "lr_schedule")]
+    decay_rate: Option<f64>,
+    /// exponential, inverse-time: decay in whole steps of --decay-steps.
+    #[arg(long, requires = "lr_schedule")]
+    staircase: bool,
+    /// piecewise: step boundaries, comma-separated (e.g. 2000,4000).
+    #[arg(long, requires = "lr_schedule")]
+    boundaries: Option<String>,
+    /// piecewise: one rate more than boundaries, comma-separated (e.g. 1e-3,5e-4,1e-4).
+    #[arg(long, requires = "lr_schedule")]
+    values: Option<String>,
+    /// one-cycle: fraction of the steps spent rising.
+    #[arg(long, requires = "lr_schedule")]
+    pct_start: Option<f64>,
+    /// one-cycle: initial rate = --lr / div_factor.
+    #[arg(long, requires = "lr_schedule")]
+    div_factor: Option<f64>,
+    /// one-cycle: final rate = initial / final_div_factor.
+    #[arg(long, requires = "lr_schedule")]
+    final_div_factor: Option<f64>,
+    /// Keras label_smoothing of the cross-entropy (e.g. 0.1).
+    #[arg(long, default_value_t = 0.0)]
+    label_smoothing: f64,
+    /// Keras 3 optimizer weight_decay, decoupled: w *= 1 - weight_decay * lr before each update
+    /// (default 0; 0.004 with --optimizer adamw).
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// L2 kernel regularization on every conv and dense kernel (Keras kernel_regularizer=L2).
+    #[arg(long, default_value_t = 0.0)]
+    l2: f64,
     /// Keras validation_split: the last fraction of the training set (MNIST, CIFAR-10), or the
     /// first fraction of each class folder (images:DIR, as flow_from_directory).
     #[arg(long, default_value_t = 0.2)]
@@ -173,10 +222,10 @@ pub struct TrainArgs {
 
 fn optimizer(args: &TrainArgs) -> Result<OptimizerConfig> {
     let mut o = match args.optimizer.to_ascii_lowercase().as_str() {
-        "adam" => OptimizerConfig::adam(),
+        "adam" | "adamw" => OptimizerConfig::adam(),
         "sgd" => OptimizerConfig::sgd(),
         "rmsprop" => OptimizerConfig::rmsprop(),
-        other => bail!("unknown optimizer `{other}`: expected adam, sgd or rmsprop"),
+        other => bail!("unknown optimizer `{other}`: expected adam, adamw, sgd or rmsprop"),
     };
     match &mut o {
         OptimizerConfig::Adam {
@@ -214,6 +263,121 @@ fn optimizer(args: &TrainArgs) -> Result<OptimizerConfig> {
     }
     o.validate().map_err(anyhow::Error::msg)?;
     Ok(o)
+}
+
+/// The Keras 3 weight decay: --weight-decay, else AdamW's 0.004 with --optimizer adamw.
+fn regularization(args: &TrainArgs) -> Regularization {
+    let adamw = args.optimizer.eq_ignore_ascii_case("adamw");
+    Regularization {
+        label_smoothing: args.label_smoothing,
+        weight_decay: args.weight_decay.unwrap_or(if adamw { 0.004 } else { 0.0 }),
+        l2: args.l2,
+    }
+}
+
+fn numbers<T: std::str::FromStr>(flag: &str, list: &str) -> Result<Vec<T>> {
+    list.split(',')
+        .map(|v| {
+            v.trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{flag} {list}: `{v}` is not a number"))
+        })
+        .collect()
+}
+
+/// --lr-schedule and its arguments; an argument of another schedule is an error.
+fn schedule(args: &TrainArgs) -> Result<Option<LrSchedule>> {
+    let Some(name) = &args.lr_schedule else {
+        return Ok(None);
+    };
+    let given = [
+        ("--decay-steps", args.decay_steps.is_some()),
+        ("--alpha", args.alpha.is_some()),
+        ("--warmup-target", args.warmup_target.is_some()),
+        ("--warmup-steps", args.warmup_steps.is_some()),
+        ("--decay-rate", args.decay_rate.is_some()),
+        ("--staircase", args.staircase),
+        ("--boundaries", args.boundaries.is_some()),
+        ("--values", args.values.is_some()),
+        ("--pct-start", args.pct_start.is_some()),
+        ("--div-factor", args.div_factor.is_some()),
+        ("--final-div-factor", args.final_div_factor.is_some()),
+    ];
+    let only = |allowed: &[&str]| -> Result<()> {
+        match given.iter().find(|(f, set)| *set && !allowed.contains(f)) {
+            Some((f, _)) => bail!("{f} does not apply to --lr-schedule {name}"),
+            None => Ok(()),
+        }
+    };
+    let s = match name.to_ascii_lowercase().replace('_', "-").as_str() {
+        "cosine" => {
+            only(&[
+                "--decay-steps",
+                "--alpha",
+                "--warmup-target",
+                "--warmup-steps",
+            ])?;
+            if args.warmup_steps.is_some() != args.warmup_target.is_some() {
+                bail!("--warmup-steps and --warmup-target go together (Keras CosineDecay)");
+            }
+            LrSchedule::Cosine {
+                decay_steps: args.decay_steps,
+                alpha: args.alpha.unwrap_or(0.0),
+                warmup_target: args.warmup_target,
+                warmup_steps: args.warmup_steps.unwrap_or(0),
+            }
+        }
+        "piecewise" => {
+            only(&["--boundaries", "--values"])?;
+            let (Some(b), Some(v)) = (&args.boundaries, &args.values) else {
+                bail!("--lr-schedule piecewise needs --boundaries and --values");
+            };
+            LrSchedule::Piecewise {
+                boundaries: numbers("--boundaries", b)?,
+                values: numbers("--values", v)?,
+            }
+        }
+        kind @ ("exponential" | "inverse-time") => {
+            only(&["--decay-steps", "--decay-rate", "--staircase"])?;
+            let Some(decay_rate) = args.decay_rate else {
+                bail!("--lr-schedule {kind} needs --decay-rate");
+            };
+            let (decay_steps, staircase) = (args.decay_steps, args.staircase);
+            if kind == "exponential" {
+                LrSchedule::Exponential {
+                    decay_steps,
+                    decay_rate,
+                    staircase,
+                }
+            } else {
+                LrSchedule::InverseTime {
+                    decay_steps,
+                    decay_rate,
+                    staircase,
+                }
+            }
+        }
+        "one-cycle" | "onecycle" => {
+            only(&[
+                "--decay-steps",
+                "--pct-start",
+                "--div-factor",
+                "--final-div-factor",
+            ])?;
+            LrSchedule::OneCycle {
+                total_steps: args.decay_steps,
+                pct_start: args.pct_start.unwrap_or(0.3),
+                div_factor: args.div_factor.unwrap_or(25.0),
+                final_div_factor: args.final_div_factor.unwrap_or(1e4),
+            }
+        }
+        other => bail!(
+            "unknown --lr-schedule `{other}`: expected {}",
+            LrSchedule::NAMES
+        ),
+    };
+    s.validate().map_err(anyhow::Error::msg)?;
+    Ok(Some(s))
 }
 
 fn config(args: &TrainArgs) -> Result<TrainConfig> {
@@ -279,6 +443,8 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
         freeze_base: args.freeze_base,
         freeze_bn: args.freeze_bn,
         engine: args.engine.parse().map_err(anyhow::Error::msg)?,
+        lr_schedule: schedule(args)?,
+        regularization: regularization(args),
     })
 }
 
@@ -411,6 +577,10 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         run.augmenter(),
         args.batch_size,
         run.model.classes,
+        LossTerms::of(
+            &run.config.regularization,
+            run.config.first_trained_layer(&run.network.spec)?,
+        ),
         &device,
     )
     .with_context(|| format!("evaluating on the {name} split of {dataset}"))?;

@@ -116,7 +116,8 @@ pub fn train_step(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
             let mut failed = None;
             let r = timed(cfg.warmup, cfg.steps, |i| {
                 let lr = optimizer.step_lr(i as u64);
-                if let Err(e) = engine.train_step(&x, shape, &labels, &optimizer, lr, i as u64) {
+                if let Err(e) = engine.train_step(&x, shape, &labels, &optimizer, lr, 0.0, i as u64)
+                {
                     failed = Some(e);
                 }
             });
@@ -134,7 +135,7 @@ pub fn train_step(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
             let x = Tensor::<4>::random(shape, Distribution::Uniform(0.0, 1.0), &device);
             timed(cfg.warmup, cfg.steps, |i| {
                 let model = net.take().expect("the network is put back after each step");
-                let out = categorical_cross_entropy(model.forward_logits(x.clone()), &labels);
+                let out = categorical_cross_entropy(model.forward_logits(x.clone()), &labels, 0.0);
                 let _ = out.loss.clone().into_scalar::<f32>();
                 let grads = GradientsParams::from_grads(out.loss.backward(), &model);
                 net = Some(optim.step(optimizer.step_lr(i as u64), model, grads));

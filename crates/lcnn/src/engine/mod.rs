@@ -256,6 +256,10 @@ pub struct Engine {
     /// Index of the first layer with trainable parameters: no input gradient is needed
     /// below it.
     first_trainable: usize,
+    /// Keras `label_smoothing` of the loss.
+    label_smoothing: f64,
+    /// L2 factor on the trainable kernels (`kernel_regularizer`).
+    l2: f64,
     ws: Workspace,
 }
 
@@ -469,6 +473,8 @@ impl Engine {
                 Activation::Linear
             },
             first_trainable: 0,
+            label_smoothing: 0.0,
+            l2: 0.0,
             ws: Workspace::default(),
         };
         engine.ws.bn = vec![BnStats::default(); n_ops];
@@ -942,9 +948,37 @@ impl Engine {
             .collect()
     }
 
+    /// Sets the loss's `label_smoothing` and the L2 factor on trainable kernels
+    /// ([`crate::train::loss::Regularization`]; both 0 when never called).
+    pub fn set_loss(&mut self, label_smoothing: f64, l2: f64) {
+        self.label_smoothing = label_smoothing;
+        self.l2 = l2;
+    }
+
+    /// Whether parameter `p` carries the L2 penalty: a trainable kernel (conv, depthwise,
+    /// pointwise or dense weight), as Keras' `kernel_regularizer` on trainable layers.
+    fn penalized(&self, p: &Param) -> bool {
+        self.l2 > 0.0 && p.trainable && p.name.ends_with("weight")
+    }
+
+    /// `l2 * sum(w^2)` over the penalized kernels.
+    fn penalty(&self) -> f64 {
+        self.params
+            .iter()
+            .filter(|p| self.penalized(p))
+            .map(|p| {
+                p.value
+                    .iter()
+                    .map(|v| (*v as f64) * (*v as f64))
+                    .sum::<f64>()
+            })
+            .sum::<f64>()
+            * self.l2
+    }
+
     /// Forward, loss and backward on one batch, without updating anything but the BatchNorm
-    /// moving statistics: returns the mean loss and the number of correct predictions. The
-    /// gradients are then in [`Engine::gradients`].
+    /// moving statistics: returns the mean loss (with the L2 penalty) and the number of
+    /// correct predictions. The gradients are then in [`Engine::gradients`].
     pub fn forward_backward(
         &mut self,
         images: &[f32],
@@ -957,18 +991,42 @@ impl Engine {
         let l = self.ops.len();
         let mut dlogits = std::mem::take(&mut self.ws.grads[l]);
         dlogits.resize(n * self.outputs, 0.0);
-        let (loss, correct) =
-            loss::loss_and_grad(&self.ws.acts[l], self.outputs, labels, Some(&mut dlogits));
+        let (loss, correct) = loss::loss_and_grad(
+            &self.ws.acts[l],
+            self.outputs,
+            labels,
+            self.label_smoothing,
+            Some(&mut dlogits),
+        );
         self.ws.grads[l] = dlogits;
         if loss.is_finite() {
             self.backward(n, seed);
         }
-        Ok((loss, correct))
+        if self.l2 == 0.0 {
+            return Ok((loss, correct));
+        }
+        let two_l2 = (2.0 * self.l2) as f32;
+        let penalized: Vec<bool> = self.params.iter().map(|p| self.penalized(p)).collect();
+        for ((p, g), yes) in self
+            .params
+            .iter()
+            .zip(self.ws.pgrads.iter_mut())
+            .zip(penalized)
+        {
+            if yes {
+                for (g, w) in g.iter_mut().zip(&p.value) {
+                    *g += two_l2 * w;
+                }
+            }
+        }
+        Ok((loss + self.penalty(), correct))
     }
 
     /// One training step: [`Engine::forward_backward`], then (when the loss is finite) one
     /// optimizer update of every trainable parameter at rate `lr`
-    /// ([`OptimizerConfig::step_lr`]).
+    /// ([`OptimizerConfig::step_lr`]), after Keras' decoupled weight decay
+    /// `w *= 1 - decay` (`decay = weight_decay * scheduled lr`; 0 for none).
+    #[allow(clippy::too_many_arguments)]
     pub fn train_step(
         &mut self,
         images: &[f32],
@@ -976,6 +1034,7 @@ impl Engine {
         labels: &[u32],
         optimizer: &OptimizerConfig,
         lr: f64,
+        decay: f64,
         seed: u64,
     ) -> Result<(f64, usize), EngineError> {
         let (loss, correct) = self.forward_backward(images, shape, labels, seed)?;
@@ -984,7 +1043,7 @@ impl Engine {
             for (p, g) in self.params.iter_mut().zip(&self.ws.pgrads) {
                 if p.trainable {
                     p.slots.resize_with(nslots, Vec::new);
-                    optim::step(optimizer, lr, &mut p.value, g, &mut p.slots);
+                    optim::step(optimizer, lr, decay, &mut p.value, g, &mut p.slots);
                 }
             }
         }
@@ -1060,9 +1119,11 @@ impl Engine {
         shape: [usize; 4],
         labels: &[u32],
     ) -> Result<(f64, usize), EngineError> {
-        let k = self.outputs;
+        let (k, ls) = (self.outputs, self.label_smoothing);
+        let penalty = if self.l2 > 0.0 { self.penalty() } else { 0.0 };
         let logits = self.logits(images, shape)?;
-        Ok(loss::loss_and_grad(logits, k, labels, None))
+        let (loss, correct) = loss::loss_and_grad(logits, k, labels, ls, None);
+        Ok((loss + penalty, correct))
     }
 }
 

@@ -21,10 +21,24 @@ pub fn slot_names(config: &OptimizerConfig) -> &'static [&'static str] {
 const GRAIN: usize = 16 * 1024;
 
 /// One update of `w` from its gradient `g`, with `lr` the rate of this step
-/// (`config.step_lr(iterations)`) and `slots` the parameter's state (as [`slot_names`]).
-pub fn step(config: &OptimizerConfig, lr: f64, w: &mut [f32], g: &[f32], slots: &mut [Vec<f32>]) {
+/// (`config.step_lr(iterations)`) and `slots` the parameter's state (as [`slot_names`]). First
+/// Keras 3's decoupled weight decay, `w *= 1 - decay` (`decay = weight_decay * scheduled lr`,
+/// 0 for none), with `g` still the gradient at the weights before it.
+pub fn step(
+    config: &OptimizerConfig,
+    lr: f64,
+    decay: f64,
+    w: &mut [f32],
+    g: &[f32],
+    slots: &mut [Vec<f32>],
+) {
     for s in slots.iter_mut() {
         s.resize(w.len(), 0.0);
+    }
+    if decay != 0.0 {
+        let keep = (1.0 - decay) as f32;
+        w.par_chunks_mut(GRAIN)
+            .for_each(|w| w.iter_mut().for_each(|v| *v *= keep));
     }
     let lr = lr as f32;
     match *config {
@@ -137,6 +151,7 @@ mod tests {
                 step(
                     &config,
                     config.step_lr(t as u64 - 1),
+                    0.0,
                     &mut w,
                     &g,
                     &mut slots,
@@ -152,5 +167,64 @@ mod tests {
             checked += 1;
         }
         assert_eq!(checked, 8);
+    }
+
+    /// Keras 3's `weight_decay` (AdamW, and Adam / SGD with the argument) from
+    /// `reference/regularizers.py`: decay before the update, at the un-corrected rate.
+    #[test]
+    fn weight_decay_matches_the_keras_reference() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/regularizers.json"
+        );
+        let fx: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let w0: Vec<f32> = fx["w0"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        let cases = fx["weight_decay"].as_array().unwrap();
+        for case in cases {
+            let name = case["name"].as_str().unwrap();
+            let c = &case["config"];
+            let f = |k: &str| c[k].as_f64().unwrap_or(0.0);
+            let config = match c["optimizer"].as_str().unwrap() {
+                "adam" | "adamw" => OptimizerConfig::Adam {
+                    learning_rate: f("learning_rate"),
+                    beta_1: f("beta_1"),
+                    beta_2: f("beta_2"),
+                    epsilon: f("epsilon"),
+                    decay: 0.0,
+                },
+                _ => OptimizerConfig::Sgd {
+                    learning_rate: f("learning_rate"),
+                    momentum: f("momentum"),
+                    nesterov: c["nesterov"].as_bool().unwrap_or(false),
+                    decay: 0.0,
+                },
+            };
+            let wd = f("weight_decay");
+            let mut w = w0.clone();
+            let mut slots = vec![Vec::new(); slot_names(&config).len()];
+            let steps = case["weights"].as_array().unwrap();
+            for (t, want) in (1..=steps.len()).zip(steps) {
+                let g: Vec<f32> = (0..w.len())
+                    .map(|j| ((t as f64 + 0.5 * j as f64).sin() + 0.1 * w[j] as f64) as f32)
+                    .collect();
+                let it = t as u64 - 1;
+                let decay = wd * config.decayed_lr(it);
+                step(&config, config.step_lr(it), decay, &mut w, &g, &mut slots);
+                for (j, (a, b)) in w.iter().zip(want.as_array().unwrap()).enumerate() {
+                    let b = b.as_f64().unwrap();
+                    assert!(
+                        (*a as f64 - b).abs() < 2e-6 * (1.0 + b.abs()),
+                        "{name} step {t} w[{j}]: {a} vs {b}"
+                    );
+                }
+            }
+        }
+        assert_eq!(cases.len(), 5);
     }
 }

@@ -11,7 +11,11 @@ use crate::callbacks::{EarlyStoppingConfig, ModelCheckpointConfig, ReduceLrOnPla
 use crate::data::AugmentConfig;
 use crate::models::ModelName;
 
+use super::loss::Regularization;
 use super::optim::OptimizerConfig;
+use super::schedule::LrSchedule;
+use super::TrainError;
+use crate::models::{head::PREDICTIONS, ModelSpec};
 
 /// A training run's configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,6 +82,57 @@ pub struct TrainConfig {
     /// existed have no such field and were trained by Burn, which their resume point needs.
     #[serde(default = "legacy_engine")]
     pub engine: EngineKind,
+    /// A learning-rate schedule (Keras `keras.optimizers.schedules`) instead of the constant
+    /// rate with time-based `decay`.
+    #[serde(default)]
+    pub lr_schedule: Option<LrSchedule>,
+    /// Label smoothing, decoupled weight decay and L2 kernel regularization (none by default).
+    #[serde(default)]
+    pub regularization: Regularization,
+}
+
+impl TrainConfig {
+    /// Index of the first layer training updates: the `--freeze-until` layer, the first head
+    /// layer with `--freeze-base`, else 0. The L2 penalty covers kernels from there on.
+    pub fn first_trained_layer(&self, spec: &ModelSpec) -> Result<usize, TrainError> {
+        Ok(match (&self.freeze_until, self.freeze_base) {
+            (Some(name), _) => spec.index_of(name)?,
+            (None, true) => spec
+                .layers
+                .iter()
+                .position(|l| l.name.starts_with("head") || l.name == PREDICTIONS)
+                .unwrap_or(spec.layers.len()),
+            (None, false) => 0,
+        })
+    }
+
+    /// Checks the schedule and regularization against the rest of the configuration.
+    pub fn validate_recipe(&self) -> Result<(), TrainError> {
+        let bad = |m: String| Err(TrainError::Config(m));
+        if let Err(e) = self.regularization.validate() {
+            return bad(e);
+        }
+        if let Some(s) = &self.lr_schedule {
+            if let Err(e) = s.validate() {
+                return bad(e);
+            }
+            if self.reduce_lr.is_some() {
+                return bad(
+                    "--lr-schedule and --reduce-lr-patience both set the learning rate: \
+                            Keras refuses ReduceLROnPlateau on a schedule; choose one"
+                        .into(),
+                );
+            }
+            if self.optimizer.decayed_lr(1) != self.optimizer.learning_rate() {
+                return bad(
+                    "--lr-schedule and --decay both decay the learning rate: use \
+                            --lr-schedule inverse-time (with --decay-steps 1 it is --decay)"
+                        .into(),
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 fn yes() -> bool {
@@ -125,6 +180,8 @@ impl Default for TrainConfig {
             freeze_base: false,
             freeze_bn: false,
             engine: EngineKind::Native,
+            lr_schedule: None,
+            regularization: Regularization::default(),
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::data::{Augmenter, Batch, BatchLoader, ColorMode, Dataset, Interpolati
 use crate::engine::Engine;
 use crate::models::{Network, Shape};
 
-use super::loss::loss_for;
+use super::loss::{loss_for, Regularization};
 use super::run::LoadedRun;
 use super::TrainError;
 
@@ -27,27 +27,62 @@ pub struct EvalResult {
     pub samples: usize,
 }
 
+/// What Keras' compiled loss holds besides the cross-entropy, for [`evaluate`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LossTerms {
+    /// Keras `label_smoothing`.
+    pub label_smoothing: f64,
+    /// L2 factor on the kernels of layers `first_trained..`.
+    pub l2: f64,
+    /// The first layer the run trains ([`crate::train::TrainConfig::first_trained_layer`]).
+    pub first_trained: usize,
+}
+
+impl LossTerms {
+    /// The terms of a run's configuration.
+    pub fn of(reg: &Regularization, first_trained: usize) -> Self {
+        LossTerms {
+            label_smoothing: reg.label_smoothing,
+            l2: reg.l2,
+            first_trained,
+        }
+    }
+}
+
 /// Evaluates an inference-mode network (`network.valid()`) on `dataset`, preprocessing with
 /// `augmenter` (no random transform). `classes` is the model's output count (1 = sigmoid). On
-/// the CPU it runs on the native engine ([`crate::engine`]) when that can run the model.
+/// the CPU it runs on the native engine ([`crate::engine`]) when that can run the model. The
+/// loss is Keras' compiled loss: with the run's `label_smoothing` and L2 penalty (`terms`).
 pub fn evaluate(
     network: &Network,
     dataset: Arc<Dataset>,
     augmenter: Arc<Augmenter>,
     batch_size: usize,
     classes: usize,
+    terms: LossTerms,
     device: &Device,
 ) -> Result<EvalResult, TrainError> {
-    if *device == Device::flex() {
-        if let Ok(mut engine) = Engine::from_network(network) {
-            return evaluate_native(&mut engine, dataset, augmenter, batch_size);
-        }
-    }
-    evaluate_batches(dataset, augmenter, batch_size, |batch| {
-        let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), device);
-        let out = loss_for(classes, network.forward_logits(x), &batch.labels);
-        Ok((out.loss.into_scalar::<f32>() as f64, out.correct))
-    })
+    let penalty = match crate::weights::kernel_squares(network, terms.first_trained) {
+        Some(sq) if terms.l2 > 0.0 => sq.into_scalar::<f32>() as f64 * terms.l2,
+        _ => 0.0,
+    };
+    let ls = terms.label_smoothing;
+    let engine = match *device == Device::flex() {
+        true => Engine::from_network(network).ok(),
+        false => None,
+    };
+    let mut r = if let Some(mut engine) = engine {
+        engine.set_loss(ls, 0.0);
+        evaluate_native(&mut engine, dataset, augmenter, batch_size)?
+    } else {
+        evaluate_batches(dataset, augmenter, batch_size, |batch| {
+            let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), device);
+            let out = loss_for(classes, network.forward_logits(x), &batch.labels, ls);
+            Ok((out.loss.into_scalar::<f32>() as f64, out.correct))
+        })?
+    };
+    r.loss += penalty;
+    Ok(r)
 }
 
 /// [`evaluate`] on the native engine (its current weights, in inference mode).

@@ -31,9 +31,11 @@ use crate::data::{
 };
 use crate::engine::{Engine, EngineKind};
 use crate::models::{Layer, ModelConfig, Network, Shape};
-use crate::weights::{export, import, import_present, safetensors, NamedTensor};
+use crate::weights::{
+    export, import, import_present, kernel_squares, safetensors, scale_trainable, NamedTensor,
+};
 
-use super::evaluate::{evaluate, evaluate_native, EvalResult};
+use super::evaluate::{evaluate, evaluate_native, EvalResult, LossTerms};
 use super::loss::loss_for;
 use super::run::{save_config, weights_metadata, LoadedRun, LoopState, Preprocess, RunFiles};
 use super::{OptimizerConfig, TrainConfig, TrainError};
@@ -73,6 +75,14 @@ const OPT_PREFIX: &str = "optimizer/";
 /// Trains as `config` says and writes the run folder `opts.out`.
 pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainError> {
     let (mut session, mut model) = Session::set_up(config, opts)?;
+    if session.device != Device::flex() && session.state.epochs_done < config.epochs {
+        // Measured on an H200: 73-93 s before the first epoch ends on a fresh machine, 8 s
+        // once CubeCL's cache holds the kernels' tuning (bench/gpu_first_epoch.sh).
+        session.progress.println(
+            "GPU: the first steps compile and tune kernels (a minute or two on a fresh \
+             machine; CubeCL caches the results for later runs)",
+        );
+    }
     for epoch in session.state.epochs_done..config.epochs {
         if session.state.stopped {
             break;
@@ -131,6 +141,8 @@ struct Session<'a> {
     started: Instant,
     lr_at_start: f64,
     hyper: OptimizerConfig,
+    /// The first layer training updates (the L2 penalty covers kernels from there on).
+    first_trained: usize,
 }
 
 /// `--weights`: a safetensors file with every parameter (lcnn's, or phase one's), or a Keras
@@ -262,6 +274,7 @@ fn build_model(
 
 fn check(config: &TrainConfig) -> Result<(), TrainError> {
     config.optimizer.validate().map_err(TrainError::Config)?;
+    config.validate_recipe()?;
     if config.batch_size == 0 || config.epochs == 0 {
         return Err(TrainError::Config(
             "--epochs and --batch-size must be at least 1".into(),
@@ -434,6 +447,8 @@ impl<'a> Session<'a> {
         // from the network's weights and, on resume, its own optimizer slots.
         let trainer = if config.engine.on(&device) == EngineKind::Native {
             let mut engine = Engine::from_network(&model)?;
+            let reg = config.regularization;
+            engine.set_loss(reg.label_smoothing, reg.l2);
             engine.load_optimizer_state(&config.optimizer, &slots, &files.last())?;
             Trainer::Native(Box::new(engine))
         } else {
@@ -468,6 +483,7 @@ impl<'a> Session<'a> {
             started: Instant::now(),
             lr_at_start: 0.0,
             hyper: config.optimizer.clone(),
+            first_trained: freeze.unwrap_or(0),
         };
         Ok((session, model))
     }
@@ -493,10 +509,19 @@ impl<'a> Session<'a> {
         // The optimizer's hyper-parameters for this epoch: ReduceLROnPlateau may have lowered
         // the base rate (kept in the loop state, so a resumed run has it too).
         self.hyper = config.optimizer.at_rate(self.state.learning_rate);
-        self.lr_at_start = self.hyper.decayed_lr(self.state.iterations);
+        let run_steps = (loader.num_batches() * config.epochs) as u64;
+        let hyper = &self.hyper;
+        let scheduled = |iterations: u64| match &config.lr_schedule {
+            Some(s) => s.lr(hyper.learning_rate(), iterations, run_steps),
+            None => hyper.decayed_lr(iterations),
+        };
+        self.lr_at_start = scheduled(self.state.iterations);
+        let reg = config.regularization;
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         for (step, batch) in loader.enumerate() {
-            let lr = self.hyper.step_lr(self.state.iterations);
+            let rate = scheduled(self.state.iterations);
+            let lr = self.hyper.step_lr_at(rate, self.state.iterations);
+            let decay = reg.weight_decay * rate;
             let (loss, right) = match &mut self.trainer {
                 Trainer::Native(engine) => {
                     // Dropout masks from the seed and the step: a resumed run draws the same.
@@ -508,6 +533,7 @@ impl<'a> Session<'a> {
                         &batch.labels,
                         &self.hyper,
                         lr,
+                        decay,
                         seed,
                     )?
                 }
@@ -516,10 +542,23 @@ impl<'a> Session<'a> {
                         TensorData::new(batch.images, batch.shape),
                         &self.ad,
                     );
-                    let out = loss_for(self.data.classes, model.forward_logits(x), &batch.labels);
-                    let loss = out.loss.clone().into_scalar::<f32>() as f64;
+                    let logits = model.forward_logits(x);
+                    let out = loss_for(
+                        self.data.classes,
+                        logits,
+                        &batch.labels,
+                        reg.label_smoothing,
+                    );
+                    let total = match kernel_squares(&model, self.first_trained) {
+                        Some(sq) if reg.l2 > 0.0 => out.loss + sq.mul_scalar(reg.l2),
+                        _ => out.loss,
+                    };
+                    let loss = total.clone().into_scalar::<f32>() as f64;
                     if loss.is_finite() {
-                        let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+                        let grads = GradientsParams::from_grads(total.backward(), &model);
+                        if decay != 0.0 {
+                            model = scale_trainable(model, 1.0 - decay);
+                        }
                         model = optim.step(lr, model, grads);
                     }
                     (loss, out.correct)
@@ -563,12 +602,14 @@ impl<'a> Session<'a> {
             Trainer::Native(engine) => evaluate_native(engine, val.clone(), aug, batch)?,
             Trainer::Burn(_) => {
                 let valid = model.valid();
+                let terms = LossTerms::of(&self.config.regularization, self.first_trained);
                 evaluate(
                     &valid,
                     val.clone(),
                     aug,
                     batch,
                     self.data.classes,
+                    terms,
                     &self.device,
                 )?
             }
@@ -690,6 +731,7 @@ impl<'a> Session<'a> {
                 aug,
                 batch,
                 self.data.classes,
+                LossTerms::of(&self.config.regularization, self.first_trained),
                 &self.device,
             )?),
             (None, _) => None,

@@ -7,12 +7,15 @@ pub mod fit;
 pub mod loss;
 pub mod optim;
 pub mod run;
+pub mod schedule;
 
 pub use config::TrainConfig;
-pub use evaluate::{evaluate, evaluate_native, predict_files, EvalResult, Prediction};
+pub use evaluate::{evaluate, evaluate_native, predict_files, EvalResult, LossTerms, Prediction};
 pub use fit::{fit, FitOptions, FitReport};
+pub use loss::Regularization;
 pub use optim::OptimizerConfig;
 pub use run::{LoadedRun, RunFiles, RunWeights};
+pub use schedule::LrSchedule;
 
 use std::path::PathBuf;
 

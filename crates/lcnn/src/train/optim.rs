@@ -133,7 +133,11 @@ impl OptimizerConfig {
     /// The rate handed to the per-parameter step for update number `iterations + 1`: the
     /// decayed rate, times Adam's bias correction `sqrt(1 - b2^t) / (1 - b1^t)`.
     pub fn step_lr(&self, iterations: u64) -> f64 {
-        let lr = self.decayed_lr(iterations);
+        self.step_lr_at(self.decayed_lr(iterations), iterations)
+    }
+
+    /// [`OptimizerConfig::step_lr`] from the rate `lr` of this update (a schedule's value).
+    pub fn step_lr_at(&self, lr: f64, iterations: u64) -> f64 {
         match self {
             OptimizerConfig::Adam { beta_1, beta_2, .. } => {
                 let t = (iterations + 1) as i32;

@@ -428,11 +428,12 @@ pub fn read_model(path: &Path) -> Result<KerasModel, WeightsError> {
         let in_shape = shape.ok_or_else(|| {
             ctx.fail("the model does not say its input shape (batch_input_shape)")
         })?;
-        // Shapes as lcnn infers them, to check the weights and to track Flatten's image.
+        // Shapes as lcnn infers them, to check the weights and to track Flatten's image: this
+        // one layer on the shape the layers before it gave.
         let partial = ModelSpec {
             name: name.clone(),
-            input: input.unwrap_or(in_shape),
-            layers: [layers.clone(), vec![spec.clone()]].concat(),
+            input: in_shape,
+            layers: vec![spec.clone()],
         };
         let resolved = partial.resolve().map_err(|e| ctx.fail(e))?;
         let out_shape = resolved.last().map(|r| r.output).unwrap_or(in_shape);

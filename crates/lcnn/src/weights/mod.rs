@@ -11,7 +11,7 @@ pub mod keras;
 pub mod named;
 pub mod safetensors;
 
-pub use named::{export, import, import_present, NamedTensor};
+pub use named::{export, import, import_present, kernel_squares, scale_trainable, NamedTensor};
 
 use std::path::PathBuf;
 

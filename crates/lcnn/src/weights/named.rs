@@ -162,6 +162,53 @@ pub fn assign_stable_ids(layers: &mut [Layer], names: &[String]) {
     }
 }
 
+/// `sum(w^2)` over the kernels (conv, depthwise, pointwise and dense weights) of layers
+/// `from..`, the trained ones, as a differentiable scalar (`None` when there are none): Keras'
+/// `kernel_regularizer=L2` term before its factor.
+pub fn kernel_squares(network: &Network, from: usize) -> Option<Tensor<1>> {
+    let mut net = network.clone();
+    let mut total: Option<Tensor<1>> = None;
+    for layer in net.layers.iter_mut().skip(from) {
+        for (pname, slot) in slots(layer) {
+            let sq = match slot {
+                _ if !pname.ends_with("weight") => None,
+                Slot::P2(p) => Some(p.val().square().sum()),
+                Slot::P4(p) => Some(p.val().square().sum()),
+                _ => None,
+            };
+            if let Some(sq) = sq {
+                total = Some(match total {
+                    Some(t) => t + sq,
+                    None => sq,
+                });
+            }
+        }
+    }
+    total
+}
+
+/// Multiplies every trainable parameter by `keep` (Keras 3's decoupled weight decay,
+/// `keep = 1 - weight_decay * lr`), keeping ids; frozen ones and moving statistics stay.
+pub fn scale_trainable(mut network: Network, keep: f64) -> Network {
+    fn scale<const D: usize>(p: &mut Param<Tensor<D>>, keep: f64) {
+        let v = p.val();
+        if v.is_require_grad() {
+            replace(p, Tensor::from_inner(v.inner().mul_scalar(keep)));
+        }
+    }
+    for layer in network.layers.iter_mut() {
+        for (_, slot) in slots(layer) {
+            match slot {
+                Slot::P1(p) => scale(p, keep),
+                Slot::P2(p) => scale(p, keep),
+                Slot::P4(p) => scale(p, keep),
+                Slot::Running(_) => {}
+            }
+        }
+    }
+    network
+}
+
 /// Every parameter (and BatchNorm moving statistic) of the network, in layer order, named
 /// `{layer}.{param}`.
 pub fn export(network: &Network) -> Vec<NamedTensor> {

@@ -3,6 +3,8 @@
 //! tensor) at each of three steps, and SGD with Nesterov momentum, each side on its own, gives
 //! the same weights and BatchNorm moving statistics (1e-4 after the first step, 1e-2 after the
 //! third: see below).
+//! Two cases add label smoothing, L2 on the kernels and decoupled weight decay
+//! ([`Regularization`]), the Burn side computed as `fit` does.
 //! Dropout draws differ between the two (each has its own generator), so it is set to 0 here;
 //! the engine's own dropout is tested in `engine::ops`.
 //!
@@ -21,9 +23,9 @@ use burn::tensor::{Device, Tensor, TensorData};
 use lcnn::engine::Engine;
 use lcnn::models::{LayerKind, ModelConfig, ModelName, Network, Shape};
 use lcnn::train::loss::loss_for;
-use lcnn::train::OptimizerConfig;
+use lcnn::train::{OptimizerConfig, Regularization};
 use lcnn::weights::named::param_id;
-use lcnn::weights::{export, NamedTensor};
+use lcnn::weights::{export, kernel_squares, scale_trainable, NamedTensor};
 
 fn batch(n: usize, c: usize, h: usize, w: usize) -> Vec<f32> {
     (0..n * c * h * w)
@@ -63,6 +65,17 @@ fn burn_grad(grads: &GradientsParams, t: &NamedTensor) -> Vec<f32> {
 }
 
 fn compare(model: ModelName, input: Shape, classes: usize, n: usize, freeze: Option<&str>) {
+    compare_with(model, input, classes, n, freeze, Regularization::default());
+}
+
+fn compare_with(
+    model: ModelName,
+    input: Shape,
+    classes: usize,
+    n: usize,
+    freeze: Option<&str>,
+    reg: Regularization,
+) {
     // Burn's initialization draws from one generator per backend: take turns with the other
     // tests that seed it, so that the weights (and any near-tie, see above) are the same
     // every run.
@@ -81,6 +94,7 @@ fn compare(model: ModelName, input: Shape, classes: usize, n: usize, freeze: Opt
     let device = Device::flex().autodiff();
     device.seed(3);
     let mut net = Network::new(&spec, &device).unwrap();
+    let first_trained = freeze.map(|name| spec.index_of(name).unwrap()).unwrap_or(0);
     if let Some(name) = freeze {
         let until = spec.index_of(name).unwrap();
         net.layers = net
@@ -91,6 +105,7 @@ fn compare(model: ModelName, input: Shape, classes: usize, n: usize, freeze: Opt
             .collect();
     }
     let mut engine = Engine::from_network(&net).unwrap();
+    engine.set_loss(reg.label_smoothing, reg.l2);
     let x = batch(n, c, h, w);
     let k = if classes == 1 { 2 } else { classes as u32 };
     let labels: Vec<u32> = (0..n as u32).map(|i| (i * 7 + 1) % k).collect();
@@ -105,12 +120,22 @@ fn compare(model: ModelName, input: Shape, classes: usize, n: usize, freeze: Opt
     for step in 0..3u64 {
         let what = format!("{model} {h}x{w}x{c} step {step}");
         let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), shape), &device);
-        let out = loss_for(classes, net.forward_logits(xt), &labels);
-        let burn_loss = out.loss.clone().into_scalar::<f32>() as f64;
-        let grads = GradientsParams::from_grads(out.loss.backward(), &net);
+        let out = loss_for(
+            classes,
+            net.forward_logits(xt),
+            &labels,
+            reg.label_smoothing,
+        );
+        let loss = match kernel_squares(&net, first_trained) {
+            Some(sq) if reg.l2 > 0.0 => out.loss + sq.mul_scalar(reg.l2),
+            _ => out.loss,
+        };
+        let burn_loss = loss.clone().into_scalar::<f32>() as f64;
+        let grads = GradientsParams::from_grads(loss.backward(), &net);
         let lr = optimizer.step_lr(step);
         // Gradients from the very same weights: a fresh engine from Burn's network.
         let mut fresh = Engine::from_network(&net).unwrap();
+        fresh.set_loss(reg.label_smoothing, reg.l2);
         let (loss, correct) = fresh.forward_backward(&x, shape, &labels, step).unwrap();
         assert!(
             (loss - burn_loss).abs() <= 1e-5 * (1.0 + burn_loss.abs()),
@@ -129,9 +154,13 @@ fn compare(model: ModelName, input: Shape, classes: usize, n: usize, freeze: Opt
             );
         }
         // Weights and moving statistics after the engine's own steps (its optimizer state).
+        let decay = reg.weight_decay * lr;
         engine
-            .train_step(&x, shape, &labels, &optimizer, lr, step)
+            .train_step(&x, shape, &labels, &optimizer, lr, decay, step)
             .unwrap();
+        if decay != 0.0 {
+            net = scale_trainable(net, 1.0 - decay);
+        }
         net = optim.step(lr, net, grads);
         for (a, b) in engine.export().iter().zip(&export(&net)) {
             assert_eq!(a.name, b.name);
@@ -175,6 +204,23 @@ fn lcnn_binary_head_and_frozen_base_match_burn() {
     );
 }
 
+/// Binary label smoothing, and the L2 term over the trained (unfrozen) kernels only.
+#[test]
+fn lcnn_frozen_base_with_regularizers_matches_burn() {
+    compare_with(
+        ModelName::Lcnn,
+        Shape::Image { h: 16, w: 16, c: 1 },
+        1,
+        5,
+        Some("conv3"),
+        Regularization {
+            label_smoothing: 0.1,
+            weight_decay: 0.05,
+            l2: 1e-2,
+        },
+    );
+}
+
 #[test]
 fn allconv_matches_burn() {
     compare(
@@ -183,6 +229,22 @@ fn allconv_matches_burn() {
         10,
         3,
         None,
+    );
+}
+
+#[test]
+fn allconv_with_regularizers_matches_burn() {
+    compare_with(
+        ModelName::AllConv,
+        Shape::Image { h: 16, w: 16, c: 3 },
+        10,
+        3,
+        None,
+        Regularization {
+            label_smoothing: 0.2,
+            weight_decay: 0.1,
+            l2: 5e-3,
+        },
     );
 }
 
