@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod bench_cmd;
 mod data_cmd;
+mod export_cmd;
 mod import_cmd;
 mod summary_cmd;
 mod train_cmd;
@@ -34,6 +35,8 @@ enum Command {
     Bench(bench_cmd::BenchArgs),
     /// Import a model trained elsewhere (Keras .h5) into a run folder.
     Import(import_cmd::ImportArgs),
+    /// Export a run's weights for another framework (PyTorch).
+    Export(export_cmd::ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Command::Data(args) => data_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),
         Command::Import(args) => import_cmd::run(args),
+        Command::Export(args) => export_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

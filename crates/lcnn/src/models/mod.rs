@@ -177,7 +177,7 @@ pub struct ModelConfig {
     pub input: Shape,
     /// Output units: the class count, or 1 for a binary sigmoid output.
     pub classes: usize,
-    /// Keep the classifier (Keras `include_top`); only VGG16 and LightCNN-9 have a base without.
+    /// Keep the classifier (Keras `include_top`); without it, the zoo model's feature extractor.
     pub include_top: bool,
     /// The layers of a model that is not from the zoo (`name` is then [`ModelName::Keras`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -221,23 +221,30 @@ impl ModelConfig {
             spec.resolve()?;
             return Ok(spec);
         }
-        let spec = match (self.name, self.include_top) {
-            (ModelName::Lcnn, true) => lcnn::spec(self.input, self.classes),
-            (ModelName::LightCnn9, top) => lightcnn9::spec(self.input, self.classes, top),
-            (ModelName::AllConv, true) => allconv::spec(self.input, self.classes),
-            (ModelName::Separable, true) => separable::spec(self.input, self.classes),
-            (ModelName::Vgg16, top) => vgg16::spec(self.input, self.classes, top),
-            (ModelName::Keras, _) => {
+        let mut spec = match self.name {
+            ModelName::Lcnn => lcnn::spec(self.input, self.classes),
+            ModelName::LightCnn9 => lightcnn9::spec(self.input, self.classes, self.include_top),
+            ModelName::AllConv => allconv::spec(self.input, self.classes),
+            ModelName::Separable => separable::spec(self.input, self.classes),
+            ModelName::Vgg16 => vgg16::spec(self.input, self.classes, self.include_top),
+            ModelName::Keras => {
                 return Err(ModelError::BadOption(
                     "a `keras` model needs its layers (made by `lcnn import keras`)".into(),
                 ))
             }
-            (name, false) => {
-                return Err(ModelError::BadOption(format!(
-                    "model `{name}` has no variant without its top; --no-top works with vgg16 and lightcnn9"
-                )))
-            }
         };
+        // Without the top (Keras `include_top=False`): the feature extractor, cut where the
+        // classifier starts (LightCNN-9 and VGG16 build theirs without it).
+        let top = match self.name {
+            ModelName::Lcnn => Some("flatten"),
+            ModelName::AllConv => Some("conv9"),
+            ModelName::Separable => Some("global_average_pooling"),
+            _ => None,
+        };
+        if let (false, Some(top)) = (self.include_top, top) {
+            let at = spec.index_of(top)?;
+            spec.layers.truncate(at);
+        }
         spec.resolve()?;
         Ok(spec)
     }
@@ -303,11 +310,36 @@ mod tests {
         // 8x8 is too small for LCNN's four pools.
         let cfg = ModelConfig::new(ModelName::Lcnn, parse_input_shape("8x8x1").unwrap(), 10);
         assert!(matches!(cfg.spec(), Err(ModelError::InputTooSmall { .. })));
-        let cfg = ModelConfig {
-            include_top: false,
-            ..ModelConfig::new(ModelName::Lcnn, ModelName::Lcnn.default_input(), 10)
-        };
+        let cfg = ModelConfig::new(ModelName::Keras, ModelName::Lcnn.default_input(), 10);
         assert!(matches!(cfg.spec(), Err(ModelError::BadOption(_))));
+    }
+
+    /// `include_top: false` keeps the feature extractor: a prefix of the full model that ends
+    /// where its classifier starts.
+    #[test]
+    fn every_zoo_model_has_a_base_without_its_top() {
+        for (name, last) in [
+            (ModelName::Lcnn, "pool4"),
+            (ModelName::AllConv, "conv8"),
+            (ModelName::Separable, "sepconv5"),
+            (ModelName::Vgg16, "block5_pool"),
+            (ModelName::LightCnn9, "mfm_fc1"),
+        ] {
+            let full = ModelConfig::new(name, name.default_input(), 10)
+                .spec()
+                .unwrap();
+            let base = ModelConfig {
+                include_top: false,
+                ..ModelConfig::new(name, name.default_input(), 10)
+            }
+            .spec()
+            .unwrap();
+            assert_eq!(base.layers.last().unwrap().name, last, "{name}");
+            assert!(base.layers.len() < full.layers.len(), "{name}");
+            for (a, b) in base.layers.iter().zip(&full.layers) {
+                assert_eq!(a.name, b.name, "{name}");
+            }
+        }
     }
 
     #[test]

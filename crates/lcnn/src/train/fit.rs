@@ -170,6 +170,29 @@ fn load_init_weights(
             )));
         }
     }
+    let is_torch = path.extension().is_some_and(|e| {
+        ["pt", "pth", "bin"]
+            .iter()
+            .any(|x| e.eq_ignore_ascii_case(x))
+    });
+    if is_torch {
+        // A PyTorch state_dict by layer name: the layers it has (a base under a new head).
+        let torch = crate::weights::pytorch::read_state_dict(path)?;
+        let like: Vec<NamedTensor> = export(&model)
+            .into_iter()
+            .filter(|t| torch.contains_key(&crate::weights::pytorch::torch_name(&t.name)))
+            .collect();
+        if like.is_empty() {
+            return Err(TrainError::Config(format!(
+                "--weights {}: no tensor of this PyTorch state_dict has a name of the model's \
+                 layers (`{}` ...)",
+                path.display(),
+                torch.keys().next().map(String::as_str).unwrap_or("")
+            )));
+        }
+        let tensors = crate::weights::pytorch::from_state_dict(torch, &like, false, path)?;
+        return Ok(import_present(model, tensors, path)?);
+    }
     let (tensors, _) = safetensors::load(path)?;
     Ok(import(model, tensors, false, path)?)
 }

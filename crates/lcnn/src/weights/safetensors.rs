@@ -8,7 +8,7 @@ use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use super::{NamedTensor, WeightsError};
+use super::{decode_floats, FloatBytes, NamedTensor, WeightsError};
 use crate::util::write_atomic;
 
 /// What a checkpoint file holds.
@@ -113,25 +113,11 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, WeightsError> {
             .tensor(&name)
             .map_err(|e| format(format!("tensor `{name}`: {e}")))?;
         let raw = view.data();
-        let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => raw
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F64 => raw
-                .chunks_exact(8)
-                .map(|b| {
-                    f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
-                })
-                .collect(),
-            Dtype::F16 => raw
-                .chunks_exact(2)
-                .map(|b| half_to_f32(u16::from_le_bytes([b[0], b[1]])))
-                .collect(),
-            Dtype::BF16 => raw
-                .chunks_exact(2)
-                .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
-                .collect(),
+        let kind = match view.dtype() {
+            Dtype::F32 => FloatBytes::F32,
+            Dtype::F64 => FloatBytes::F64,
+            Dtype::F16 => FloatBytes::F16,
+            Dtype::BF16 => FloatBytes::BF16,
             Dtype::U8 => {
                 blobs.insert(name, raw.to_vec());
                 continue;
@@ -142,6 +128,7 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, WeightsError> {
                 )))
             }
         };
+        let data = decode_floats(raw, kind);
         out.push(NamedTensor {
             name,
             shape: view.shape().to_vec(),
@@ -153,23 +140,6 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, WeightsError> {
         blobs,
         metadata,
     })
-}
-
-fn half_to_f32(h: u16) -> f32 {
-    let sign = ((h >> 15) as u32) << 31;
-    let exp = ((h >> 10) & 0x1f) as i32;
-    let frac = (h & 0x3ff) as u32;
-    let bits = match exp {
-        0 if frac == 0 => sign,
-        0 => {
-            // Subnormal: value = frac * 2^-24.
-            let v = frac as f32 * 2f32.powi(-24);
-            return if sign != 0 { -v } else { v };
-        }
-        0x1f => sign | 0x7f80_0000 | (frac << 13),
-        e => sign | (((e - 15 + 127) as u32) << 23) | (frac << 13),
-    };
-    f32::from_bits(bits)
 }
 
 #[cfg(test)]
@@ -213,12 +183,5 @@ mod tests {
             "{err}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn half_conversion() {
-        assert_eq!(half_to_f32(0x3c00), 1.0);
-        assert_eq!(half_to_f32(0xc000), -2.0);
-        assert_eq!(half_to_f32(0x0000), 0.0);
     }
 }

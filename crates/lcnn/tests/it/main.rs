@@ -5,4 +5,5 @@ mod engine;
 mod golden;
 #[cfg(feature = "hdf5")]
 mod keras;
+mod pytorch;
 mod train;
