@@ -59,18 +59,35 @@ run_lcnn() { # name bin dtype model input batch steps warmup limit tag
     [ -f "$dir/cubecl.log" ] && tail -c 30000 "$dir/cubecl.log" >"$OUT/cubecl-tail-$1-$3-$4.log"
 }
 
-log "phase 1: lcnn cold, all at once (limit ${COLD_S}s)"
-for pair in $LCNN_BINS; do
-    name=${pair%%=*}
-    bin=${pair#*=}
-    for dtype in $DTYPES; do
-        for case in $CASES; do
-            IFS=: read -r model input batch <<<"$case"
-            run_lcnn "$name" "$bin" "$dtype" "$model" "$input" "$batch" 2 1 "$COLD_S" cold &
-            sleep 0.2
+# Calls "$@" NAME BIN DTYPE MODEL INPUT BATCH for every binary, dtype and case.
+each_lcnn_case() {
+    local pair name bin dtype case model input batch
+    for pair in $LCNN_BINS; do
+        name=${pair%%=*}
+        bin=${pair#*=}
+        for dtype in $DTYPES; do
+            for case in $CASES; do
+                IFS=: read -r model input batch <<<"$case"
+                "$@" "$name" "$bin" "$dtype" "$model" "$input" "$batch"
+            done
         done
     done
-done
+}
+cold() { # name bin dtype model input batch: in the background
+    run_lcnn "$1" "$2" "$3" "$4" "$5" "$6" 2 1 "$COLD_S" cold &
+    sleep 0.2
+}
+warm() { # name bin dtype model input batch: one at a time
+    if [ "$(value "$OUT/lcnn-cold-$1-$3-$4.txt" rc)" != 0 ]; then
+        log "skip warm $1 $3 $4: its cold run did not finish"
+        return
+    fi
+    run_lcnn "$1" "$2" "$3" "$4" "$5" "$6" "$STEPS" 3 "$WARM_S" warm
+    log "warm $1 $3 $4: $(value "$OUT/lcnn-warm-$1-$3-$4.txt" images/s) images/s, wall $(value "$OUT/lcnn-warm-$1-$3-$4.txt" wall_s) s"
+}
+
+log "phase 1: lcnn cold, all at once (limit ${COLD_S}s)"
+each_lcnn_case cold
 # What the processes do near the limit: threads busy (compiling) or asleep (waiting).
 (
     sleep $((COLD_S / 2)); nvidia-smi >"$OUT/nvidia-smi-mid-cold.txt" 2>&1
@@ -86,22 +103,7 @@ for f in "$OUT"/lcnn-cold-*.txt; do
 done
 
 log "phase 2: lcnn warm, one at a time (${STEPS} steps)"
-for pair in $LCNN_BINS; do
-    name=${pair%%=*}
-    bin=${pair#*=}
-    for dtype in $DTYPES; do
-        for case in $CASES; do
-            IFS=: read -r model input batch <<<"$case"
-            if [ "$(value "$OUT/lcnn-cold-$name-$dtype-$model.txt" rc)" != 0 ]; then
-                log "skip warm $name $dtype $model: its cold run did not finish"
-                continue
-            fi
-            run_lcnn "$name" "$bin" "$dtype" "$model" "$input" "$batch" "$STEPS" 3 "$WARM_S" warm
-            f="$OUT/lcnn-warm-$name-$dtype-$model.txt"
-            log "warm $name $dtype $model: $(value "$f" images/s) images/s, wall $(value "$f" wall_s) s"
-        done
-    done
-done
+each_lcnn_case warm
 
 log "phase 3: PyTorch"
 for case in $CASES; do
