@@ -957,15 +957,19 @@ impl Engine {
 
     /// Whether parameter `p` carries the L2 penalty: a trainable kernel (conv, depthwise,
     /// pointwise or dense weight), as Keras' `kernel_regularizer` on trainable layers.
-    fn penalized(&self, p: &Param) -> bool {
-        self.l2 > 0.0 && p.trainable && p.name.ends_with("weight")
+    fn penalized(p: &Param) -> bool {
+        p.trainable && p.name.ends_with("weight")
     }
 
-    /// `l2 * sum(w^2)` over the penalized kernels.
-    fn penalty(&self) -> f64 {
+    /// The L2 term `l2 * sum(w^2)` over the penalized kernels (0 without `l2`), which the
+    /// reported loss includes, as Keras' does.
+    pub fn l2_penalty(&self) -> f64 {
+        if self.l2 == 0.0 {
+            return 0.0;
+        }
         self.params
             .iter()
-            .filter(|p| self.penalized(p))
+            .filter(|p| Self::penalized(p))
             .map(|p| {
                 p.value
                     .iter()
@@ -1005,21 +1009,18 @@ impl Engine {
         if self.l2 == 0.0 {
             return Ok((loss, correct));
         }
+        // The L2 term and its gradient `2 l2 w`, in one pass over the penalized kernels.
         let two_l2 = (2.0 * self.l2) as f32;
-        let penalized: Vec<bool> = self.params.iter().map(|p| self.penalized(p)).collect();
-        for ((p, g), yes) in self
-            .params
-            .iter()
-            .zip(self.ws.pgrads.iter_mut())
-            .zip(penalized)
-        {
-            if yes {
+        let mut squares = 0.0f64;
+        for (p, g) in self.params.iter().zip(self.ws.pgrads.iter_mut()) {
+            if Self::penalized(p) {
                 for (g, w) in g.iter_mut().zip(&p.value) {
                     *g += two_l2 * w;
+                    squares += (*w as f64) * (*w as f64);
                 }
             }
         }
-        Ok((loss + self.penalty(), correct))
+        Ok((loss + self.l2 * squares, correct))
     }
 
     /// One training step: [`Engine::forward_backward`], then (when the loss is finite) one
@@ -1112,7 +1113,8 @@ impl Engine {
         Ok(out)
     }
 
-    /// Inference loss and correct count of one batch.
+    /// Inference data loss (with `label_smoothing`; the L2 term, a constant of the weights, is
+    /// [`Engine::l2_penalty`]) and correct count of one batch.
     pub fn evaluate_batch(
         &mut self,
         images: &[f32],
@@ -1120,10 +1122,8 @@ impl Engine {
         labels: &[u32],
     ) -> Result<(f64, usize), EngineError> {
         let (k, ls) = (self.outputs, self.label_smoothing);
-        let penalty = if self.l2 > 0.0 { self.penalty() } else { 0.0 };
         let logits = self.logits(images, shape)?;
-        let (loss, correct) = loss::loss_and_grad(logits, k, labels, ls, None);
-        Ok((loss + penalty, correct))
+        Ok(loss::loss_and_grad(logits, k, labels, ls, None))
     }
 }
 

@@ -62,10 +62,8 @@ pub fn evaluate(
     terms: LossTerms,
     device: &Device,
 ) -> Result<EvalResult, TrainError> {
-    let penalty = match crate::weights::kernel_squares(network, terms.first_trained) {
-        Some(sq) if terms.l2 > 0.0 => sq.into_scalar::<f32>() as f64 * terms.l2,
-        _ => 0.0,
-    };
+    let penalty = crate::weights::l2_penalty(network, terms.first_trained, terms.l2)
+        .map_or(0.0, |p| p.into_scalar::<f32>() as f64);
     let ls = terms.label_smoothing;
     let engine = match *device == Device::flex() {
         true => Engine::from_network(network).ok(),
@@ -92,9 +90,12 @@ pub fn evaluate_native(
     augmenter: Arc<Augmenter>,
     batch_size: usize,
 ) -> Result<EvalResult, TrainError> {
-    evaluate_batches(dataset, augmenter, batch_size, |batch| {
+    let penalty = engine.l2_penalty();
+    let mut r = evaluate_batches(dataset, augmenter, batch_size, |batch| {
         Ok(engine.evaluate_batch(&batch.images, batch.shape, &batch.labels)?)
-    })
+    })?;
+    r.loss += penalty;
+    Ok(r)
 }
 
 /// Mean loss and accuracy from per-batch `(mean loss, correct)`.

@@ -32,7 +32,7 @@ use crate::data::{
 use crate::engine::{Engine, EngineKind};
 use crate::models::{Layer, ModelConfig, Network, Shape};
 use crate::weights::{
-    export, import, import_present, kernel_squares, safetensors, scale_trainable, NamedTensor,
+    export, import, import_present, l2_penalty, safetensors, scale_trainable, NamedTensor,
 };
 
 use super::evaluate::{evaluate, evaluate_native, EvalResult, LossTerms};
@@ -572,9 +572,9 @@ impl<'a> Session<'a> {
                         &batch.labels,
                         reg.label_smoothing,
                     );
-                    let total = match kernel_squares(&model, self.first_trained) {
-                        Some(sq) if reg.l2 > 0.0 => out.loss + sq.mul_scalar(reg.l2),
-                        _ => out.loss,
+                    let total = match l2_penalty(&model, self.first_trained, reg.l2) {
+                        Some(penalty) => out.loss + penalty,
+                        None => out.loss,
                     };
                     let loss = total.clone().into_scalar::<f32>() as f64;
                     if loss.is_finite() {

@@ -12,7 +12,7 @@ pub mod named;
 pub mod pytorch;
 pub mod safetensors;
 
-pub use named::{export, import, import_present, kernel_squares, scale_trainable, NamedTensor};
+pub use named::{export, import, import_present, l2_penalty, scale_trainable, NamedTensor};
 
 use std::path::PathBuf;
 

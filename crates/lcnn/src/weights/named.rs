@@ -162,10 +162,13 @@ pub fn assign_stable_ids(layers: &mut [Layer], names: &[String]) {
     }
 }
 
-/// `sum(w^2)` over the kernels (conv, depthwise, pointwise and dense weights) of layers
-/// `from..`, the trained ones, as a differentiable scalar (`None` when there are none): Keras'
-/// `kernel_regularizer=L2` term before its factor.
-pub fn kernel_squares(network: &Network, from: usize) -> Option<Tensor<1>> {
+/// Keras' `kernel_regularizer=L2(l2)` term, `l2 * sum(w^2)` over the kernels (conv,
+/// depthwise, pointwise and dense weights) of layers `from..`, the trained ones, as a
+/// differentiable scalar; `None` (nothing computed) when `l2` is 0 or there are no kernels.
+pub fn l2_penalty(network: &Network, from: usize, l2: f64) -> Option<Tensor<1>> {
+    if l2 <= 0.0 {
+        return None;
+    }
     let mut net = network.clone();
     let mut total: Option<Tensor<1>> = None;
     for layer in net.layers.iter_mut().skip(from) {
@@ -184,7 +187,7 @@ pub fn kernel_squares(network: &Network, from: usize) -> Option<Tensor<1>> {
             }
         }
     }
-    total
+    total.map(|t| t.mul_scalar(l2))
 }
 
 /// Multiplies every trainable parameter by `keep` (Keras 3's decoupled weight decay,

@@ -25,7 +25,7 @@ use lcnn::models::{LayerKind, ModelConfig, ModelName, Network, Shape};
 use lcnn::train::loss::loss_for;
 use lcnn::train::{OptimizerConfig, Regularization};
 use lcnn::weights::named::param_id;
-use lcnn::weights::{export, kernel_squares, scale_trainable, NamedTensor};
+use lcnn::weights::{export, l2_penalty, scale_trainable, NamedTensor};
 
 fn batch(n: usize, c: usize, h: usize, w: usize) -> Vec<f32> {
     (0..n * c * h * w)
@@ -126,9 +126,9 @@ fn compare_with(
             &labels,
             reg.label_smoothing,
         );
-        let loss = match kernel_squares(&net, first_trained) {
-            Some(sq) if reg.l2 > 0.0 => out.loss + sq.mul_scalar(reg.l2),
-            _ => out.loss,
+        let loss = match l2_penalty(&net, first_trained, reg.l2) {
+            Some(penalty) => out.loss + penalty,
+            None => out.loss,
         };
         let burn_loss = loss.clone().into_scalar::<f32>() as f64;
         let grads = GradientsParams::from_grads(loss.backward(), &net);
