@@ -15,7 +15,8 @@ pub struct ImportArgs {
 
 #[derive(Subcommand, Debug)]
 enum ImportWhat {
-    /// A Keras whole-model .h5 file (Keras 2 `model.save("model.h5")`, a Sequential CNN).
+    /// A Keras whole-model .h5 file (`model.save("model.h5")`: a Sequential CNN, or a
+    /// Functional one that is a chain of layers, such as the seeds' LCNN with `Maxout`).
     Keras(KerasArgs),
 }
 
@@ -33,6 +34,11 @@ struct KerasArgs {
     /// Class names in label order, comma-separated (default: 0, 1, 2, ...).
     #[arg(long)]
     classes: Option<String>,
+    /// How the file's `Maxout(C/2)` layers pair channels: `halves` (max of x[k], x[k + C/2]:
+    /// TensorFlow Addons 0.7 and later, lcnn's MFM) or `pairs` (max of x[2k], x[2k+1]: older
+    /// copies of tfa's Maxout and tf.contrib's maxout).
+    #[arg(long, default_value = "halves", value_parser = ["halves", "pairs"])]
+    maxout: String,
 }
 
 /// Runs `lcnn import`.
@@ -47,7 +53,15 @@ fn keras(a: KerasArgs) -> Result<()> {
     use lcnn::models::{ModelConfig, Shape};
     use lcnn::train::run::{write_imported_run, Preprocess};
 
-    let model = lcnn::weights::keras::read_model(&a.file)?;
+    use lcnn::weights::keras::{read_model_with, ImportOptions, MaxoutOrder};
+    let options = ImportOptions {
+        maxout: if a.maxout == "pairs" {
+            MaxoutOrder::Pairs
+        } else {
+            MaxoutOrder::Halves
+        },
+    };
+    let model = read_model_with(&a.file, options)?;
     let units = match model.spec.resolve()?.last().map(|r| r.output) {
         Some(Shape::Flat(n)) => n,
         other => bail!(

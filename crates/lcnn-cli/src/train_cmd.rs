@@ -195,6 +195,11 @@ pub struct TrainArgs {
     /// Keep every BatchNormalization layer frozen (Keras' advice when fine-tuning a base).
     #[arg(long)]
     freeze_bn: bool,
+    /// Run the frozen base at every step instead of once (by default, when every layer below
+    /// the trained ones is frozen, without dropout, and nothing is augmented, the base's
+    /// outputs are computed once and the head trains on them: seed 003's bottleneck features).
+    #[arg(long)]
+    no_bottleneck_cache: bool,
     /// Seed of weights, shuffling, augmentation and dropout.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -442,6 +447,7 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
         base_until: args.base_until.clone(),
         freeze_base: args.freeze_base,
         freeze_bn: args.freeze_bn,
+        bottleneck_cache: !args.no_bottleneck_cache,
         engine: args.engine.parse().map_err(anyhow::Error::msg)?,
         lr_schedule: schedule(args)?,
         regularization: regularization(args),

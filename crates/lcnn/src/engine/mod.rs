@@ -24,6 +24,7 @@ pub mod loss;
 pub mod ops;
 pub mod optim;
 
+use std::ops::Range;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -190,6 +191,7 @@ enum Op {
         c: usize,
     },
     MaxPool(ConvGeom),
+    AvgPool(ConvGeom),
     BatchNorm {
         c: usize,
         epsilon: f32,
@@ -256,6 +258,9 @@ pub struct Engine {
     /// Index of the first layer with trainable parameters: no input gradient is needed
     /// below it.
     first_trainable: usize,
+    /// The first layer run: 0, or the first head layer when training on cached bottleneck
+    /// features (the input is then that layer's input, [`Engine::bottleneck`]).
+    start: usize,
     /// Keras `label_smoothing` of the loss.
     label_smoothing: f64,
     /// L2 factor on the trainable kernels (`kernel_regularizer`).
@@ -423,6 +428,11 @@ impl Engine {
                     strides,
                     padding,
                 } => Op::MaxPool(geom(*pool, *strides, *padding, ic)),
+                LayerKind::AvgPool2d {
+                    pool,
+                    strides,
+                    padding,
+                } => Op::AvgPool(geom(*pool, *strides, *padding, ic)),
                 LayerKind::BatchNorm { epsilon, momentum } => Op::BatchNorm {
                     c: ic,
                     epsilon: *epsilon as f32,
@@ -473,6 +483,7 @@ impl Engine {
                 Activation::Linear
             },
             first_trainable: 0,
+            start: 0,
             label_smoothing: 0.0,
             l2: 0.0,
             ws: Workspace::default(),
@@ -645,6 +656,25 @@ impl Engine {
     /// Copies an `[N, C, H, W]` batch into the input buffer (channels-last).
     fn set_input(&mut self, images: &[f32], shape: [usize; 4]) -> Result<usize, EngineError> {
         let [n, c, h, w] = shape;
+        let start = self.start;
+        if start > 0 {
+            // Bottleneck features: `[N, F, 1, 1]`, channels-last as the engine made them.
+            let f = self.sizes[start];
+            if [c, h, w] != [f, 1, 1] || images.len() != n * f {
+                return Err(EngineError::Batch {
+                    got: shape.to_vec(),
+                    want: [f, 1, 1],
+                });
+            }
+            let ws = &mut self.ws;
+            ws.acts.resize_with(self.ops.len() + 1, Vec::new);
+            ws.grads.resize_with(self.ops.len() + 1, Vec::new);
+            for (i, s) in self.sizes.iter().enumerate().skip(start) {
+                ws.acts[i].resize(n * s, 0.0);
+            }
+            ws.acts[start].copy_from_slice(images);
+            return Ok(n);
+        }
         if [c, h, w] != self.input || images.len() != n * c * h * w {
             return Err(EngineError::Batch {
                 got: shape.to_vec(),
@@ -672,11 +702,16 @@ impl Engine {
     /// The forward pass; `train` uses batch statistics (updating the moving ones) and dropout
     /// with masks drawn from `seed`.
     fn forward(&mut self, n: usize, train: bool, seed: u64) {
+        self.forward_range(n, train, seed, self.start..self.ops.len());
+    }
+
+    /// [`Engine::forward`] of the layers in `layers` only.
+    fn forward_range(&mut self, n: usize, train: bool, seed: u64, layers: Range<usize>) {
         let Engine {
             ops, params, ws, ..
         } = self;
         ws.times.resize(ops.len(), [0.0; 2]);
-        for (i, op) in ops.iter().enumerate() {
+        for (i, op) in ops.iter().enumerate().take(layers.end).skip(layers.start) {
             let started = std::time::Instant::now();
             let (lo, hi) = ws.acts.split_at_mut(i + 1);
             let (x, y) = (&lo[i][..], &mut hi[0][..]);
@@ -706,6 +741,7 @@ impl Engine {
                 }
                 Op::Mfm { c } => ops::mfm_forward(x, *c, y),
                 Op::MaxPool(g) => ops::maxpool_forward(g, x, y),
+                Op::AvgPool(g) => ops::avgpool_forward(g, x, y),
                 Op::BatchNorm {
                     c,
                     epsilon,
@@ -844,6 +880,11 @@ impl Engine {
                         ops::maxpool_backward(g, x, y, dy, dx);
                     }
                 }
+                Op::AvgPool(g) => {
+                    if let Some(dx) = dx {
+                        ops::avgpool_backward(g, dy, dx);
+                    }
+                }
                 Op::BatchNorm {
                     c,
                     epsilon,
@@ -957,6 +998,54 @@ impl Engine {
 
     /// Whether parameter `p` carries the L2 penalty: a trainable kernel (conv, depthwise,
     /// pointwise or dense weight), as Keras' `kernel_regularizer` on trainable layers.
+    /// Whether the layers before `k` compute the same thing in training as in inference, with
+    /// nothing to learn: no trainable parameter and no active dropout. Then their output can be
+    /// computed once per image and cached (the seed's `save_bottleneck_features`).
+    pub fn frozen_below(&self, k: usize) -> bool {
+        k <= self.first_trainable
+            && k < self.ops.len()
+            && self.ops[..k]
+                .iter()
+                .all(|op| !matches!(op, Op::Dropout { rate } if *rate > 0.0))
+    }
+
+    /// The output of the layers before `k` (inference), `[N, F]` channels-last: the bottleneck
+    /// features that [`Engine::bottleneck`] then trains on.
+    pub fn features(
+        &mut self,
+        images: &[f32],
+        shape: [usize; 4],
+        k: usize,
+    ) -> Result<&[f32], EngineError> {
+        let start = std::mem::replace(&mut self.start, 0);
+        let n = self.set_input(images, shape);
+        self.start = start;
+        let n = n?;
+        self.forward_range(n, false, 0, 0..k);
+        Ok(&self.ws.acts[k])
+    }
+
+    /// From now on, batches are the cached input of layer `k` ([`Engine::features`], as
+    /// `[N, F, 1, 1]`) and only layers `k..` run: training, evaluation and prediction then
+    /// compute what they compute on images when [`Engine::frozen_below`]`(k)` (which is
+    /// checked). `k = 0` goes back to images.
+    pub fn bottleneck(&mut self, k: usize) -> Result<(), EngineError> {
+        if k > 0 && !self.frozen_below(k) {
+            return Err(EngineError::Unsupported {
+                model: self.spec.name.clone(),
+                layer: self.spec.layers[k.min(self.ops.len() - 1)].name.clone(),
+                what: "bottleneck features need every layer below it frozen and no dropout".into(),
+            });
+        }
+        self.start = k;
+        Ok(())
+    }
+
+    /// Values per sample that layer `k` takes (the bottleneck feature size at `k`).
+    pub fn input_size(&self, k: usize) -> usize {
+        self.sizes[k]
+    }
+
     fn penalized(p: &Param) -> bool {
         p.trainable && p.name.ends_with("weight")
     }

@@ -126,6 +126,52 @@ pub fn maxpool_backward(g: &ConvGeom, x: &[f32], y: &[f32], dy: &[f32], dx: &mut
         });
 }
 
+/// Average pooling of `n` images: each window's mean over the pixels inside the image (a
+/// `same` window hanging over the border averages fewer, as TensorFlow's `AveragePooling2D`).
+///
+/// # Shapes
+/// - `x`: `[n, h, w, c]`, `y`: `[n, oh, ow, c]`
+pub fn avgpool_forward(g: &ConvGeom, x: &[f32], y: &mut [f32]) {
+    let (il, ol, c) = (g.in_len(), g.out_len(), g.cin);
+    y.par_chunks_mut(ol)
+        .zip(x.par_chunks(il))
+        .for_each(|(yi, xi)| {
+            g.windows(|o, taps| {
+                let out = &mut yi[o * c..(o + 1) * c];
+                out.fill(0.0);
+                let mut count = 0usize;
+                for p in taps {
+                    for (m, v) in out.iter_mut().zip(&xi[p * c..(p + 1) * c]) {
+                        *m += *v;
+                    }
+                    count += 1;
+                }
+                let inv = 1.0 / count.max(1) as f32;
+                out.iter_mut().for_each(|m| *m *= inv);
+            });
+        });
+}
+
+/// Gradient of [`avgpool_forward`]: each output's gradient spread evenly over its window.
+pub fn avgpool_backward(g: &ConvGeom, dy: &[f32], dx: &mut [f32]) {
+    let (il, ol, c) = (g.in_len(), g.out_len(), g.cin);
+    dx.par_chunks_mut(il)
+        .zip(dy.par_chunks(ol))
+        .for_each(|(di, gi)| {
+            di.fill(0.0);
+            g.windows(|o, taps| {
+                let taps: Vec<usize> = taps.collect();
+                let inv = 1.0 / taps.len().max(1) as f32;
+                let go = &gi[o * c..(o + 1) * c];
+                for p in taps {
+                    for (d, v) in di[p * c..(p + 1) * c].iter_mut().zip(go) {
+                        *d += *v * inv;
+                    }
+                }
+            });
+        });
+}
+
 /// Per-channel sums over rows, in fixed chunks of rows summed in order (f64).
 fn channel_sums(x: &[f32], c: usize, f: impl Fn(usize, f32) -> f64 + Sync) -> Vec<f64> {
     let rows_per = (GRAIN / c).max(1);

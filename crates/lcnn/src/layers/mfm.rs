@@ -2,8 +2,10 @@
 //! ([Wu et al. 2015, arXiv:1511.02683](https://arxiv.org/abs/1511.02683)).
 //!
 //! MFM splits the channel axis into two halves and keeps their element-wise maximum:
-//! `out[:, k] = max(x[:, k], x[:, k + C/2])`, the first half being channels `0..C/2`. Keras'
-//! `Maxout(C/2)` used by the seeds computes exactly this. A conv with 64 filters followed by MFM
+//! `out[:, k] = max(x[:, k], x[:, k + C/2])`, the first half being channels `0..C/2`. The seeds'
+//! Keras `Maxout(C/2)` (TensorFlow Addons 0.7 and later) computes exactly this; older copies of
+//! it pair neighbours `(2k, 2k + 1)` instead, which the Keras importer maps onto this layer by
+//! reordering the filters before it (`lcnn import keras --maxout pairs`). A conv with 64 filters followed by MFM
 //! therefore outputs 32 channels.
 
 use burn::module::Module;

@@ -28,5 +28,5 @@ pub use dense::{Dense, DenseConfig};
 pub use features::Features;
 pub use mfm::{max_feature_map, MaxFeatureMap};
 pub use padding::Padding;
-pub use pool::{GlobalAveragePooling2d, MaxPooling2d, MaxPooling2dConfig};
+pub use pool::{AveragePooling2d, GlobalAveragePooling2d, MaxPooling2d, MaxPooling2dConfig};
 pub use separable_conv2d::{SeparableConv2d, SeparableConv2dConfig};

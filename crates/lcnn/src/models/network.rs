@@ -7,9 +7,9 @@ use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Device, Tensor};
 
 use crate::layers::{
-    Activation, BatchNormalization, BatchNormalizationConfig, Conv2d, Conv2dConfig, Dense,
-    DenseConfig, Features, GlobalAveragePooling2d, MaxFeatureMap, MaxPooling2d, MaxPooling2dConfig,
-    SeparableConv2d, SeparableConv2dConfig,
+    Activation, AveragePooling2d, BatchNormalization, BatchNormalizationConfig, Conv2d,
+    Conv2dConfig, Dense, DenseConfig, Features, GlobalAveragePooling2d, MaxFeatureMap,
+    MaxPooling2d, MaxPooling2dConfig, SeparableConv2d, SeparableConv2dConfig,
 };
 
 use super::spec::{LayerKind, ModelSpec, Shape};
@@ -69,6 +69,8 @@ pub enum Layer {
     MaxFeatureMap(MaxFeatureMap),
     /// Max pooling.
     MaxPool2d(MaxPooling2d),
+    /// Average pooling.
+    AvgPool2d(AveragePooling2d),
     /// Batch normalization.
     BatchNorm(BatchNormalization),
     /// Dropout.
@@ -98,6 +100,7 @@ impl Layer {
                 .forward(Features::Image(b.conv.forward(x.image()))),
             Layer::MaxFeatureMap(m) => m.forward(x),
             Layer::MaxPool2d(p) => Features::Image(p.forward(x.image())),
+            Layer::AvgPool2d(p) => Features::Image(p.forward(x.image())),
             Layer::BatchNorm(bn) => bn.forward(x),
             Layer::Dropout(d) => x.map(|t| d.forward(t), |t| d.forward(t)),
             Layer::Flatten(_) => Features::Flat(x.flatten()),
@@ -187,6 +190,17 @@ impl Network {
                         .with_strides(Some(*strides))
                         .with_padding(*padding)
                         .init(),
+                ),
+                LayerKind::AvgPool2d {
+                    pool,
+                    strides,
+                    padding,
+                } => Layer::AvgPool2d(
+                    MaxPooling2dConfig::new(*pool)
+                        .with_strides(Some(*strides))
+                        .with_padding(*padding)
+                        .init()
+                        .average(),
                 ),
                 LayerKind::BatchNorm { epsilon, momentum } => Layer::BatchNorm(
                     BatchNormalizationConfig::new(in_c)

@@ -48,6 +48,16 @@ pub enum LayerKind {
         /// Padding mode.
         padding: Padding,
     },
+    /// Keras `AveragePooling2D` (a `same` window averages only the pixels inside the image, as
+    /// TensorFlow does).
+    AvgPool2d {
+        /// Square window.
+        pool: usize,
+        /// Stride.
+        strides: usize,
+        /// Padding mode.
+        padding: Padding,
+    },
     /// Keras `BatchNormalization` over the channel axis (center and scale).
     BatchNorm {
         /// Added to the variance (Keras default 1e-3).
@@ -101,6 +111,7 @@ impl LayerKind {
             LayerKind::SeparableConv2d { .. } => "SeparableConv2D",
             LayerKind::MaxFeatureMap => "MaxFeatureMap",
             LayerKind::MaxPool2d { .. } => "MaxPooling2D",
+            LayerKind::AvgPool2d { .. } => "AveragePooling2D",
             LayerKind::BatchNorm { .. } => "BatchNormalization",
             LayerKind::Dropout { .. } => "Dropout",
             LayerKind::Flatten => "Flatten",
@@ -344,6 +355,11 @@ fn infer(model: &str, layer: &LayerSpec, input: Shape) -> Result<(Shape, ParamCo
             }
         }
         LayerKind::MaxPool2d {
+            pool,
+            strides,
+            padding,
+        }
+        | LayerKind::AvgPool2d {
             pool,
             strides,
             padding,

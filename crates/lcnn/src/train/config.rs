@@ -77,6 +77,11 @@ pub struct TrainConfig {
     /// transfer-learning guide advises when fine-tuning a base that has them.
     #[serde(default)]
     pub freeze_bn: bool,
+    /// Train on the base's outputs computed once ([`super::bottleneck`]) when every layer
+    /// below the first trained one is frozen, without dropout, and nothing is augmented (the
+    /// default; `--no-bottleneck-cache` runs the base at every step, for comparison).
+    #[serde(default = "yes")]
+    pub bottleneck_cache: bool,
     /// Which implementation trains on the CPU: lcnn's native engine (the default) or Burn's
     /// tensors (the reference; GPU devices always use it). Runs written before the engine
     /// existed have no such field and were trained by Burn, which their resume point needs.
@@ -179,6 +184,7 @@ impl Default for TrainConfig {
             base_until: None,
             freeze_base: false,
             freeze_bn: false,
+            bottleneck_cache: true,
             engine: EngineKind::Native,
             lr_schedule: None,
             regularization: Regularization::default(),

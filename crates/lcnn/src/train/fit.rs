@@ -35,6 +35,7 @@ use crate::weights::{
     export, import, import_present, l2_penalty, safetensors, scale_trainable, NamedTensor,
 };
 
+use super::bottleneck::BottleneckCache;
 use super::evaluate::{evaluate, evaluate_native, EvalResult, LossTerms};
 use super::loss::loss_for;
 use super::run::{save_config, weights_metadata, LoadedRun, LoopState, Preprocess, RunFiles};
@@ -66,6 +67,8 @@ pub struct FitReport {
     pub stopped_early: bool,
     /// Epochs finished in total (including before a resume).
     pub epochs_done: usize,
+    /// Whether the classifier trained on cached bottleneck features ([`super::bottleneck`]).
+    pub bottleneck: bool,
 }
 
 const ES_PREFIX: &str = "early_stopping_best/";
@@ -143,6 +146,8 @@ struct Session<'a> {
     hyper: OptimizerConfig,
     /// The first layer training updates (the L2 penalty covers kernels from there on).
     first_trained: usize,
+    /// The base's features, computed once, when the native engine trains only a classifier.
+    bottleneck: Option<BottleneckCache>,
 }
 
 /// `--weights`: a safetensors file with every parameter (lcnn's, or phase one's), or a Keras
@@ -468,11 +473,39 @@ impl<'a> Session<'a> {
         }
         // The native engine trains on the CPU (GPU devices always take Burn's path); it starts
         // from the network's weights and, on resume, its own optimizer slots.
+        let mut bottleneck = None;
         let trainer = if config.engine.on(&device) == EngineKind::Native {
             let mut engine = Engine::from_network(&model)?;
             let reg = config.regularization;
             engine.set_loss(reg.label_smoothing, reg.l2);
             engine.load_optimizer_state(&config.optimizer, &slots, &files.last())?;
+            let layer = freeze.unwrap_or(0);
+            if config.bottleneck_cache
+                && layer > 0
+                && !data.augmenter.config.has_random_transform()
+                && engine.frozen_below(layer)
+            {
+                let started = Instant::now();
+                let cache = BottleneckCache::build(
+                    &mut engine,
+                    layer,
+                    &data.train,
+                    data.val.as_ref(),
+                    &data.eval_aug,
+                    config.batch_size,
+                )?;
+                if !opts.quiet {
+                    println!(
+                        "bottleneck features: the frozen layers below `{}` ran once over the \
+                         training and validation images ({:.1} s, {} values each); the layers \
+                         from there on train on them",
+                        spec.layers[layer].name,
+                        started.elapsed().as_secs_f64(),
+                        cache.size
+                    );
+                }
+                bottleneck = Some(cache);
+            }
             Trainer::Native(Box::new(engine))
         } else {
             let mut optim = config.optimizer.init();
@@ -507,6 +540,7 @@ impl<'a> Session<'a> {
             lr_at_start: 0.0,
             hyper: config.optimizer.clone(),
             first_trained: freeze.unwrap_or(0),
+            bottleneck,
         };
         Ok((session, model))
     }
@@ -550,15 +584,12 @@ impl<'a> Session<'a> {
                     // Dropout masks from the seed and the step: a resumed run draws the same.
                     let seed = config.seed
                         ^ (self.state.iterations + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                    engine.train_step(
-                        &batch.images,
-                        batch.shape,
-                        &batch.labels,
-                        &self.hyper,
-                        lr,
-                        decay,
-                        seed,
-                    )?
+                    let cached = self.bottleneck.as_ref().map(|b| b.batch(&batch.indices));
+                    let (x, shape) = match &cached {
+                        Some((x, shape)) => (&x[..], *shape),
+                        None => (&batch.images[..], batch.shape),
+                    };
+                    engine.train_step(x, shape, &batch.labels, &self.hyper, lr, decay, seed)?
                 }
                 Trainer::Burn(optim) => {
                     let x = Tensor::<4>::from_data(
@@ -622,7 +653,17 @@ impl<'a> Session<'a> {
         };
         let (aug, batch) = (self.data.eval_aug.clone(), self.config.batch_size);
         let r = match &mut self.trainer {
-            Trainer::Native(engine) => evaluate_native(engine, val.clone(), aug, batch)?,
+            Trainer::Native(engine) => {
+                // The cache holds the validation part whenever there is one.
+                let cached = match &self.bottleneck {
+                    Some(cache) => cache.evaluate_val(engine, batch)?,
+                    None => None,
+                };
+                match cached {
+                    Some(r) => r,
+                    None => evaluate_native(engine, val.clone(), aug, batch)?,
+                }
+            }
             Trainer::Burn(_) => {
                 let valid = model.valid();
                 let terms = LossTerms::of(&self.config.regularization, self.first_trained);
@@ -746,6 +787,7 @@ impl<'a> Session<'a> {
         // reloaded when early stopping restores the best ones).
         let test = match (self.data.test.map(Arc::new), self.trainer) {
             (Some(test), Trainer::Native(mut engine)) => {
+                engine.bottleneck(0)?;
                 Some(evaluate_native(&mut engine, test, aug, batch)?)
             }
             (Some(test), Trainer::Burn(_)) => Some(evaluate(
@@ -764,6 +806,7 @@ impl<'a> Session<'a> {
             test,
             stopped_early: self.state.stopped,
             epochs_done: self.state.epochs_done,
+            bottleneck: self.bottleneck.is_some(),
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Training with Keras semantics: `fit` (optimizers, losses, validation split, callbacks,
 //! run folder, resume), `evaluate` and `predict`.
 
+pub mod bottleneck;
 pub mod config;
 pub mod evaluate;
 pub mod fit;

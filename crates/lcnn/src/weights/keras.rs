@@ -4,11 +4,13 @@
 //! reads them: the layer list from `model_config`, each layer's tensors from its group in the
 //! order of the group's `weight_names` attribute. Read through libhdf5 (the `hdf5` feature).
 //!
-//! Supported (channels_last, as Keras saves them): `InputLayer`, `Conv2D`, `SeparableConv2D`
-//! (depth multiplier 1, stride 1), `BatchNormalization` (last axis, center and scale),
-//! `MaxPooling2D`, `GlobalAveragePooling2D`, `Flatten`, `Dense`, `Dropout`, `Activation`, with
-//! the activations linear, relu, sigmoid and softmax. Anything else is an error naming the
-//! layer, its index and its class.
+//! Supported (channels_last, as Keras saves them): Sequential models and Functional ones that
+//! are a chain; `InputLayer`, `Conv2D`, `SeparableConv2D` (depth multiplier 1, stride 1),
+//! `BatchNormalization` (last axis, center and scale), `MaxPooling2D`, `AveragePooling2D`,
+//! `GlobalAveragePooling2D`, `Flatten`, `Dense`, `Dropout`, `Activation`, with the activations
+//! linear, relu, sigmoid and softmax, and the seeds' Max-Feature-Map, a `Maxout(C/2)` layer
+//! (TensorFlow Addons' form; [`MaxoutOrder`] says which of its two channel pairings). Anything
+//! else is an error naming the layer, its index and its class.
 //!
 //! Layouts: Keras kernels are `[kh, kw, in, out]` (lcnn's Burn layout is `[out, in, kh, kw]`),
 //! and Keras flattens an image in H, W, C order where lcnn flattens C, H, W, so the rows of the
@@ -223,31 +225,131 @@ impl LayerCtx<'_> {
 }
 
 /// The Keras layer list of a `model_config`: a Sequential model, old (a list) or new
-/// (`{"layers": [...]}`) style.
-fn sequential_layers<'a>(file: &Path, config: &'a Value) -> Result<&'a Vec<Value>, WeightsError> {
+/// (`{"layers": [...]}`) style, or a Functional one (`keras.Model(inputs, outputs)`, as the
+/// seeds build LCNN) whose layers form one chain, each taking the previous one's output.
+fn model_layers<'a>(file: &Path, config: &'a Value) -> Result<&'a Vec<Value>, WeightsError> {
     let class = config
         .get("class_name")
         .and_then(Value::as_str)
         .unwrap_or("?");
-    if class != "Sequential" {
-        return Err(err(
-            file,
-            format!("`model_config` holds a `{class}` model; lcnn imports Sequential models"),
-        ));
-    }
     let inner = config.get("config");
-    inner
+    let layers = inner
         .and_then(Value::as_array)
         .or_else(|| {
             inner
                 .and_then(|c| c.get("layers"))
                 .and_then(Value::as_array)
         })
-        .ok_or_else(|| err(file, "`model_config` has no layer list"))
+        .ok_or_else(|| err(file, "`model_config` has no layer list"));
+    match class {
+        "Sequential" => layers,
+        "Functional" | "Model" => {
+            let layers = layers?;
+            check_chain(file, layers)?;
+            Ok(layers)
+        }
+        _ => Err(err(
+            file,
+            format!(
+                "`model_config` holds a `{class}` model; lcnn imports Sequential models and \
+                 Functional ones that are a chain of layers"
+            ),
+        )),
+    }
+}
+
+/// The names of the layers a Functional layer takes its inputs from, in Keras 2's
+/// (`[[["conv2d", 0, 0, {}]]]`) or Keras 3's (`{"keras_history": ["conv2d", 0, 0]}`) form.
+fn inbound_layers(node: &Value, out: &mut Vec<String>) {
+    match node {
+        Value::Object(m) => {
+            if let Some(name) = m
+                .get("keras_history")
+                .and_then(|h| h.get(0))
+                .and_then(Value::as_str)
+            {
+                out.push(name.to_string());
+            } else {
+                m.values().for_each(|v| inbound_layers(v, out));
+            }
+        }
+        Value::Array(a) => match (a.first(), a.get(1)) {
+            (Some(Value::String(name)), Some(Value::Number(_))) => out.push(name.clone()),
+            _ => a.iter().for_each(|v| inbound_layers(v, out)),
+        },
+        _ => {}
+    }
+}
+
+/// A Functional model must be a chain: layer `i` reads exactly layer `i - 1`'s output.
+fn check_chain(file: &Path, layers: &[Value]) -> Result<(), WeightsError> {
+    let name = |l: &Value| {
+        l.get("config")
+            .and_then(|c| c.get("name"))
+            .or_else(|| l.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string()
+    };
+    for (i, l) in layers.iter().enumerate().skip(1) {
+        let mut from = Vec::new();
+        if let Some(nodes) = l.get("inbound_nodes") {
+            inbound_layers(nodes, &mut from);
+        }
+        let previous = name(&layers[i - 1]);
+        if from != [previous.clone()] {
+            return Err(err(
+                file,
+                format!(
+                    "layer {i} `{}` takes its input from [{}], not from the layer before it \
+                     (`{previous}`): lcnn imports Functional models that are a chain of layers",
+                    name(l),
+                    from.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// How a Keras `Maxout(num_units = C/2)` layer pairs its channels (the layer is not part of
+/// Keras: the seeds copy TensorFlow Addons' `tfa.layers.Maxout`, whose grouping changed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MaxoutOrder {
+    /// `max(x[k], x[k + C/2])`, lcnn's Max-Feature-Map: TensorFlow Addons 0.7 and later
+    /// (`reshape(..., [k, num_units])`, max over `k`).
+    #[default]
+    Halves,
+    /// `max(x[2k], x[2k + 1])`: TensorFlow Addons before 0.7 and `tf.contrib.layers.maxout`
+    /// (`reshape(..., [num_units, k])`, max over the last axis). Imported as lcnn's MFM by
+    /// reordering the output channels of the Conv2D or Dense just before it.
+    Pairs,
+}
+
+/// Choices for [`read_model_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImportOptions {
+    /// How `Maxout` layers pair channels.
+    pub maxout: MaxoutOrder,
+}
+
+/// Reorders the output channels (last axis of a `[.., out]` kernel, or a bias) so that pairs
+/// `(2k, 2k + 1)` become halves `(k, k + C/2)`.
+fn pairs_to_halves(data: &[f32], out: usize) -> Vec<f32> {
+    let half = out / 2;
+    let mut v = vec![0.0; data.len()];
+    for (src, dst) in data.chunks_exact(out).zip(v.chunks_exact_mut(out)) {
+        for k in 0..half {
+            dst[k] = src[2 * k];
+            dst[k + half] = src[2 * k + 1];
+        }
+    }
+    v
 }
 
 fn input_shape(cfg: &Value) -> Option<Shape> {
-    let dims: Vec<Option<u64>> = get(cfg, "batch_input_shape")?
+    let dims: Vec<Option<u64>> = get(cfg, "batch_input_shape")
+        .or_else(|| get(cfg, "batch_shape"))?
         .as_array()?
         .iter()
         .map(Value::as_u64)
@@ -279,8 +381,14 @@ fn loss_from_logits(training_config: Option<&str>) -> bool {
     tc.get("loss").is_some_and(find)
 }
 
-/// Reads a whole Keras model (`model.save("model.h5")` of a Sequential CNN).
+/// Reads a whole Keras model (`model.save("model.h5")` of a Sequential CNN or a chain-shaped
+/// Functional one) with the default [`ImportOptions`].
 pub fn read_model(path: &Path) -> Result<KerasModel, WeightsError> {
+    read_model_with(path, ImportOptions::default())
+}
+
+/// [`read_model`] with explicit [`ImportOptions`].
+pub fn read_model_with(path: &Path, options: ImportOptions) -> Result<KerasModel, WeightsError> {
     let file =
         hdf5::File::open(path).map_err(|e| err(path, format!("not a readable HDF5 file: {e}")))?;
     let config_text = string_attr(path, &file, "model_config")?.ok_or_else(|| {
@@ -300,7 +408,7 @@ pub fn read_model(path: &Path) -> Result<KerasModel, WeightsError> {
         .and_then(Value::as_str)
         .unwrap_or("sequential")
         .to_string();
-    let keras_layers = sequential_layers(path, &config)?;
+    let keras_layers = model_layers(path, &config)?;
     let weights_root = file
         .group("model_weights")
         .map_err(|_| err(path, "no `model_weights` group"))?;
@@ -392,6 +500,68 @@ pub fn read_model(path: &Path) -> Result<KerasModel, WeightsError> {
                     padding: ctx.padding()?,
                 }
             }
+            "AveragePooling2D" => {
+                ctx.channels_last()?;
+                let pool = ctx.square("pool_size")?.unwrap_or(2);
+                LayerKind::AvgPool2d {
+                    pool,
+                    strides: ctx.square("strides")?.unwrap_or(pool),
+                    padding: ctx.padding()?,
+                }
+            }
+            "Maxout" | "Addons>Maxout" => {
+                let axis = get(cfg, "axis").cloned().unwrap_or(serde_json::json!(-1));
+                let channels = match shape {
+                    Some(Shape::Image { c, .. }) => (axis == -1 || axis == 3).then_some(c),
+                    Some(Shape::Flat(n)) => (axis == -1 || axis == 1).then_some(n),
+                    None => None,
+                }
+                .ok_or_else(|| ctx.fail(format!("axis {axis}: lcnn pairs the channel axis")))?;
+                let units = ctx.usize("num_units")?;
+                if 2 * units != channels {
+                    return Err(ctx.fail(format!(
+                        "num_units {units} on {channels} channels: lcnn's Max-Feature-Map \
+                         halves the channels (num_units = {})",
+                        channels / 2
+                    )));
+                }
+                if options.maxout == MaxoutOrder::Pairs {
+                    // The Conv2D / Dense just before it gets its outputs reordered.
+                    let before = layers.last().map(|l: &LayerSpec| &l.kind);
+                    let out = match before {
+                        Some(LayerKind::Conv2d { filters, .. }) => *filters,
+                        Some(LayerKind::Dense { units, .. }) => *units,
+                        _ => {
+                            return Err(ctx.fail(
+                                "with pairwise Maxout the layer must follow a Conv2D or Dense \
+                                 directly",
+                            ))
+                        }
+                    };
+                    let prefix = format!("{}.", layers.last().map_or("", |l| l.name.as_str()));
+                    for t in tensors
+                        .iter_mut()
+                        .filter(|t: &&mut NamedTensor| t.name.starts_with(&prefix))
+                    {
+                        t.data = if t.shape.len() == 4 {
+                            // [out, in, kh, kw]: whole output rows move.
+                            let row = t.data.len() / out;
+                            let mut v = vec![0.0; t.data.len()];
+                            for k in 0..out / 2 {
+                                for (j, src) in [2 * k, 2 * k + 1].into_iter().enumerate() {
+                                    let dst = k + j * (out / 2);
+                                    v[dst * row..(dst + 1) * row]
+                                        .copy_from_slice(&t.data[src * row..(src + 1) * row]);
+                                }
+                            }
+                            v
+                        } else {
+                            pairs_to_halves(&t.data, out)
+                        };
+                    }
+                }
+                LayerKind::MaxFeatureMap
+            }
             "GlobalAveragePooling2D" => {
                 ctx.channels_last()?;
                 if get(cfg, "keepdims").and_then(Value::as_bool) == Some(true) {
@@ -416,8 +586,14 @@ pub fn read_model(path: &Path) -> Result<KerasModel, WeightsError> {
             other => {
                 return Err(ctx.fail(format!(
                     "layer class `{other}` is not supported; lcnn imports Conv2D, \
-                     SeparableConv2D, BatchNormalization, MaxPooling2D, GlobalAveragePooling2D, \
-                     Flatten, Dense, Dropout, Activation"
+                     SeparableConv2D, BatchNormalization, MaxPooling2D, AveragePooling2D, \
+                     GlobalAveragePooling2D, Flatten, Dense, Dropout, Activation, Maxout{}",
+                    if other == "Lambda" {
+                        " (a Lambda layer holds Python code that lcnn cannot run; write the \
+                         Max-Feature-Map as a `Maxout` layer)"
+                    } else {
+                        ""
+                    }
                 )))
             }
         };

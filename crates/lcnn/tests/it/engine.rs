@@ -82,10 +82,22 @@ fn compare_with(
     let _turn = crate::train::TRAINING
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    let Shape::Image { h, w, c } = input else {
+    let spec = ModelConfig::new(model, input, classes).spec().unwrap();
+    compare_spec(spec, classes, n, freeze, reg);
+}
+
+/// [`compare_with`] for any spec.
+fn compare_spec(
+    mut spec: lcnn::models::ModelSpec,
+    classes: usize,
+    n: usize,
+    freeze: Option<&str>,
+    reg: Regularization,
+) {
+    let model = spec.name.clone();
+    let Shape::Image { h, w, c } = spec.input else {
         unreachable!()
     };
-    let mut spec = ModelConfig::new(model, input, classes).spec().unwrap();
     for l in &mut spec.layers {
         if let LayerKind::Dropout { rate } = &mut l.kind {
             *rate = 0.0;
@@ -268,6 +280,36 @@ fn lightcnn9_matches_burn() {
         2,
         None,
     );
+}
+
+/// Average pooling (`same` windows over the border, and `valid`), as imported from Keras.
+#[test]
+fn average_pooling_matches_burn() {
+    use lcnn::layers::{Activation, Padding};
+    use lcnn::models::spec::build::{conv, dense, flatten, layer};
+    let pool = |name: &str, pool, strides, padding| {
+        layer(
+            name,
+            LayerKind::AvgPool2d {
+                pool,
+                strides,
+                padding,
+            },
+        )
+    };
+    let spec = lcnn::models::ModelSpec {
+        name: "avgpool".into(),
+        input: Shape::Image { h: 9, w: 9, c: 3 },
+        layers: vec![
+            conv("conv1", 6, 3, Padding::Same, Activation::Relu),
+            pool("pool1", 3, 2, Padding::Same),
+            conv("conv2", 4, 2, Padding::Valid, Activation::Relu),
+            pool("pool2", 2, 2, Padding::Valid),
+            flatten("flatten"),
+            dense("predictions", 3, Activation::Softmax),
+        ],
+    };
+    compare_spec(spec, 3, 4, None, Regularization::default());
 }
 
 #[test]

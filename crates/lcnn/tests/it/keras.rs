@@ -302,3 +302,160 @@ fn keras_applications_vgg16_notop_weights_load_by_name() {
         .to_string();
     assert!(e.contains("no layer of model `lcnn` is in the file"), "{e}");
 }
+
+/// Writes `reference/keras_functional.py`'s model as Keras 2 saves it: `model_config`, and per
+/// layer `model_weights/<layer>/<layer>/{kernel,bias}:0` listed in `weight_names`.
+fn write_functional(path: &Path, fx: &serde_json::Value, config: &str) {
+    let f = hdf5::File::create(path).unwrap();
+    let s: VarLenUnicode = config.parse().unwrap();
+    f.new_attr::<VarLenUnicode>()
+        .create("model_config")
+        .unwrap()
+        .write_scalar(&s)
+        .unwrap();
+    let root = f.create_group("model_weights").unwrap();
+    for (layer, w) in fx["weights"].as_object().unwrap() {
+        let g = root.create_group(layer).unwrap();
+        let kernel = format!("{layer}/kernel:0");
+        let bias = format!("{layer}/bias:0");
+        write_strings(&g, "weight_names", &[&kernel, &bias]);
+        let inner = g.create_group(layer).unwrap();
+        let floats = |v: &serde_json::Value| -> Vec<f32> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        };
+        let shape: Vec<usize> = w["kernel"]["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        inner
+            .new_dataset::<f32>()
+            .shape(shape)
+            .create("kernel:0")
+            .unwrap()
+            .write_raw(&floats(&w["kernel"]["data"]))
+            .unwrap();
+        let b = floats(&w["bias"]);
+        inner
+            .new_dataset::<f32>()
+            .shape(b.len())
+            .create("bias:0")
+            .unwrap()
+            .write_raw(&b)
+            .unwrap();
+    }
+}
+
+/// The seeds' LCNN form: a Functional model with `Maxout` (both of tfa's channel pairings) and
+/// `AveragePooling2D` (`same`, counting only the pixels inside), against the numpy forward pass
+/// of `reference/keras_functional.py` (itself checked against Keras 3), on both engines; a
+/// branching graph and a `Lambda` are clear errors.
+#[test]
+fn a_functional_lcnn_with_maxout_and_average_pooling_matches_numpy() {
+    use lcnn::weights::keras::{read_model_with, ImportOptions, MaxoutOrder};
+
+    let fx: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_path("keras_functional.json")).unwrap(),
+    )
+    .unwrap();
+    let config = fx["model_config"].as_str().unwrap();
+    let file = TempFile::new("functional");
+    write_functional(&file.0, &fx, config);
+    // NHWC input -> NCHW.
+    let nhwc: Vec<f32> = fx["input_nhwc"]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    let (n, h, w, c) = (2, 9, 9, 2);
+    let mut x = vec![0.0f32; nhwc.len()];
+    for b in 0..n {
+        for p in 0..h * w {
+            for ch in 0..c {
+                x[(b * c + ch) * h * w + p] = nhwc[(b * h * w + p) * c + ch];
+            }
+        }
+    }
+    let shape = [n, c, h, w];
+    for (order, key) in [
+        (MaxoutOrder::Halves, "halves"),
+        (MaxoutOrder::Pairs, "pairs"),
+    ] {
+        let model = read_model_with(&file.0, ImportOptions { maxout: order }).unwrap();
+        let kinds: Vec<&str> = model
+            .spec
+            .layers
+            .iter()
+            .map(|l| l.kind.keras_type())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "Conv2D",
+                "MaxFeatureMap",
+                "AveragePooling2D",
+                "Conv2D",
+                "AveragePooling2D",
+                "Flatten",
+                "Dense",
+                "MaxFeatureMap",
+                "Dense"
+            ]
+        );
+        let want: Vec<f64> = fx["logits"][key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
+            .collect();
+        let device = Device::flex();
+        let net = Network::new(&model.spec, &device).unwrap();
+        let net = import(net, model.tensors, true, &file.0).unwrap().valid();
+        let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), shape), &device);
+        let burn = net
+            .forward_logits(xt)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let mut engine = Engine::from_network(&net).unwrap();
+        let native = engine.logits(&x, shape).unwrap().to_vec();
+        for (what, got) in [("burn", &burn), ("native", &native)] {
+            assert_eq!(got.len(), want.len());
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (*g as f64 - w).abs() <= 1e-5 * w.abs().max(1.0),
+                    "{key} {what} logit {i}: {g} vs numpy {w}"
+                );
+            }
+        }
+    }
+
+    // A layer reading anything but the layer before it: named, with where it reads from.
+    let branched = config.replace(
+        r#""inbound_nodes": [[["pool1""#,
+        r#""inbound_nodes": [[["mfm1""#,
+    );
+    assert_ne!(branched, config);
+    let bad = TempFile::new("branch");
+    write_functional(&bad.0, &fx, &branched);
+    let e = read_model(&bad.0).unwrap_err().to_string();
+    assert!(
+        e.contains("layer 4 `conv2` takes its input from [mfm1]") && e.contains("chain"),
+        "{e}"
+    );
+    // A Lambda holds Python code: the error says to write the MFM as Maxout.
+    let lambda = config.replace(r#""class_name": "Maxout""#, r#""class_name": "Lambda""#);
+    let bad = TempFile::new("lambda");
+    write_functional(&bad.0, &fx, &lambda);
+    let e = read_model(&bad.0).unwrap_err().to_string();
+    assert!(
+        e.contains("layer 2 `mfm1` (Lambda)") && e.contains("Maxout"),
+        "{e}"
+    );
+}

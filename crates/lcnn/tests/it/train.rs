@@ -406,3 +406,64 @@ fn a_head_on_a_frozen_base_trains_only_the_head_and_keeps_no_optimizer_state_for
     assert!(e.contains("give --head"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Seed 003's bottleneck features: a head on a frozen base trained on the base's outputs
+/// computed once follows the same trajectory as one that runs the base at every step (same
+/// losses, accuracies and weights, up to float rounding), and a resumed run rebuilds the cache.
+#[test]
+fn bottleneck_features_train_the_head_as_running_the_base_every_step() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = temp("bottleneck");
+    synthetic_folder(&dir.join("data"), 16);
+    fit(
+        &config(&dir.join("data"), 1),
+        &opts(&dir.join("base"), false),
+    )
+    .unwrap();
+    let mut cfg = config(&dir.join("data"), 3);
+    cfg.base = Some(dir.join("base"));
+    cfg.base_until = Some("flatten".into());
+    cfg.head = Some("flatten,dense:16:relu,dropout:0.5".into());
+    cfg.freeze_base = true;
+    let cached = fit(&cfg, &opts(&dir.join("cached"), false)).unwrap();
+    cfg.bottleneck_cache = false;
+    let direct = fit(&cfg, &opts(&dir.join("direct"), false)).unwrap();
+    assert!(cached.bottleneck && !direct.bottleneck);
+    assert_eq!(cached.history.len(), 3);
+    for (a, b) in cached.history.iter().zip(&direct.history) {
+        for key in ["loss", "accuracy", "val_loss", "val_accuracy"] {
+            assert!(
+                (a[key] - b[key]).abs() <= 1e-5,
+                "{key}: cached {} vs direct {}",
+                a[key],
+                b[key]
+            );
+        }
+    }
+    let (ta, tb) = (cached.test.unwrap(), direct.test.unwrap());
+    assert!((ta.loss - tb.loss).abs() <= 1e-5, "{ta:?} {tb:?}");
+    let (wa, _) = safetensors::load(&dir.join("cached/model.safetensors")).unwrap();
+    let (wb, _) = safetensors::load(&dir.join("direct/model.safetensors")).unwrap();
+    for (a, b) in wa.iter().zip(&wb) {
+        assert_eq!(a.name, b.name);
+        let diff = a
+            .data
+            .iter()
+            .zip(&b.data)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff <= 1e-4, "{}: differs by {diff}", a.name);
+    }
+    // Resumed after two epochs, with the cache rebuilt: the same end.
+    cfg.bottleneck_cache = true;
+    cfg.epochs = 2;
+    fit(&cfg, &opts(&dir.join("resumed"), false)).unwrap();
+    cfg.epochs = 3;
+    fit(&cfg, &opts(&dir.join("resumed"), true)).unwrap();
+    same_weights(
+        &dir.join("cached/model.safetensors"),
+        &dir.join("resumed/model.safetensors"),
+        "resumed with the cache",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
