@@ -28,9 +28,12 @@ pub enum DataCommand {
 /// Arguments of `lcnn data check`.
 #[derive(Args, Debug)]
 pub struct CheckArgs {
-    /// Dataset: mnist, cifar10, or images:DIR (DIR/train/<class>/ and optionally DIR/test/<class>/).
+    /// Dataset: mnist, cifar10, images:DIR (DIR/train/<class>/ and optionally DIR/test/<class>/),
+    /// or audio:DIR (the same with WAV / FLAC files, or --protocol files).
     #[arg(long)]
     pub dataset: DatasetSpec,
+    #[command(flatten)]
+    pub audio: crate::audio_args::AudioArgs,
     /// Folder holding mnist/ and cifar10/ (default: $LCNN_DATA, else ~/.cache/lcnn/datasets).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -69,12 +72,71 @@ fn check(args: CheckArgs) -> Result<()> {
         interpolation: args.interpolation,
         color_mode: args.color_mode,
         offline: args.offline || offline_from_env(),
+        audio: args.audio.options(),
     };
+    if let DatasetSpec::Audio(dir) = &args.dataset {
+        print!("{}", audio_report(dir, &opts.audio)?);
+    }
     let splits =
         load(&args.dataset, &opts).with_context(|| format!("cannot load {}", args.dataset))?;
     args.class_mode.check(&splits)?;
     print!("{}", report(&splits));
     Ok(())
+}
+
+/// Per split and class: files, total and shortest / longest duration, and the sample rates
+/// and channel counts found. Every file is decoded; the first that cannot be is the error.
+fn audio_report(dir: &std::path::Path, opts: &lcnn::audio::AudioOptions) -> Result<String> {
+    use rayon::prelude::*;
+    use std::collections::BTreeMap;
+    use std::fmt::Write;
+
+    let lists = lcnn::audio::dataset::list(dir, opts)?;
+    let mut out = String::new();
+    for (split, list) in lists.named() {
+        let decoded = list
+            .files
+            .par_iter()
+            .map(|(f, label)| lcnn::audio::read(f).map(|a| (a, *label)))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, class) in list.classes.iter().enumerate() {
+            let mut rates: BTreeMap<(u32, usize), usize> = BTreeMap::new();
+            let (mut n, mut total, mut short, mut long) = (0, 0.0f64, f64::INFINITY, 0.0f64);
+            for (a, _) in decoded.iter().filter(|(_, l)| *l as usize == i) {
+                let s = a.seconds();
+                n += 1;
+                total += s;
+                short = short.min(s);
+                long = long.max(s);
+                *rates.entry((a.sample_rate, a.channels)).or_default() += 1;
+            }
+            let rates: Vec<String> = rates
+                .iter()
+                .map(|((r, c), k)| format!("{r} Hz x{c}: {k}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "{split} {class}: {n} files, {:.1} min, {short:.2}-{long:.2} s each ({})",
+                total / 60.0,
+                rates.join(", ")
+            );
+        }
+    }
+    let f = &opts.features;
+    let _ = writeln!(
+        out,
+        "features: {}x{}x{} ({} Hz, n_fft {}, window {}, hop {}, {} frames = {:.2} s)",
+        f.bins,
+        f.frames,
+        f.channels(),
+        f.sample_rate,
+        f.n_fft,
+        f.win_length,
+        f.hop_length,
+        f.frames,
+        (f.frames.saturating_sub(1) * f.hop_length) as f64 / f.sample_rate as f64
+    );
+    Ok(out)
 }
 
 /// The summary line, then each class with its image counts.

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod audio_args;
 mod bench_cmd;
 mod data_cmd;
 mod export_cmd;
@@ -25,7 +26,7 @@ enum Command {
     Summary(summary_cmd::SummaryArgs),
     /// Train a model (default: LCNN on MNIST, the seeds' recipe) into a run folder.
     Train(Box<train_cmd::TrainArgs>),
-    /// Evaluate a trained run: prints test_loss and test_accuracy.
+    /// Evaluate a trained run: prints test_loss and test_accuracy (and eer for two-class audio).
     Eval(train_cmd::EvalArgs),
     /// Class probabilities of image files with a trained run.
     Predict(train_cmd::PredictArgs),

@@ -21,9 +21,12 @@ pub struct TrainArgs {
     /// Model: lcnn, lightcnn9, allconv, separable, vgg16.
     #[arg(long, default_value = "lcnn")]
     model: String,
-    /// Dataset: mnist, cifar10 or images:DIR (DIR/train/<class>/..., optional DIR/test/).
+    /// Dataset: mnist, cifar10, images:DIR (DIR/train/<class>/..., optional DIR/test/), or
+    /// audio:DIR (the same layout with WAV / FLAC files, or --protocol files; see below).
     #[arg(long, default_value = "mnist")]
     dataset: String,
+    #[command(flatten)]
+    audio: crate::audio_args::AudioArgs,
     /// Folder holding mnist/ and cifar10/ (default: $LCNN_DATA, then ~/.cache/lcnn/datasets).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -195,6 +198,11 @@ pub struct TrainArgs {
     /// Keep every BatchNormalization layer frozen (Keras' advice when fine-tuning a base).
     #[arg(long)]
     freeze_bn: bool,
+    /// Before each validation, recompute the BatchNorm moving statistics from the training
+    /// data with the epoch's weights (PyTorch's update_bn; for short runs, where Keras' moving
+    /// averages still trail the weights).
+    #[arg(long)]
+    recalibrate_bn: bool,
     /// Run the frozen base at every step instead of once (by default, when every layer below
     /// the trained ones is frozen, without dropout, and nothing is augmented, the base's
     /// outputs are computed once and the head trains on them: seed 003's bottleneck features).
@@ -447,10 +455,12 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
         base_until: args.base_until.clone(),
         freeze_base: args.freeze_base,
         freeze_bn: args.freeze_bn,
+        recalibrate_bn: args.recalibrate_bn,
         bottleneck_cache: !args.no_bottleneck_cache,
         engine: args.engine.parse().map_err(anyhow::Error::msg)?,
         lr_schedule: schedule(args)?,
         regularization: regularization(args),
+        audio: args.audio.options(),
     })
 }
 
@@ -494,6 +504,12 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
     if let Some(test) = report.test {
         println!("test_loss: {:.4}", test.loss);
         println!("test_accuracy: {:.4}", test.accuracy);
+        if let Some(eer) = test.eer {
+            println!(
+                "test_eer: {eer:.4} (ROC and DET curves: {})",
+                out.join("roc.png").display()
+            );
+        }
     }
     eprintln!("run folder: {}", out.display());
     Ok(())
@@ -564,8 +580,10 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         interpolation: run.config.interpolation.parse()?,
         color_mode: run.config.color_mode.parse()?,
         offline: args.offline,
+        audio: run.config.audio.clone(),
     };
     let splits = load(&spec, &opts)?;
+    let eer_class = run.config.eer_class(splits.classes());
     let (name, ds) = match splits.test {
         Some(t) => ("test", t),
         None => ("train", splits.train),
@@ -587,11 +605,15 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
             &run.config.regularization,
             run.config.first_trained_layer(&run.network.spec)?,
         ),
+        eer_class,
         &device,
     )
     .with_context(|| format!("evaluating on the {name} split of {dataset}"))?;
     println!("test_loss: {:.4}", result.loss);
     println!("test_accuracy: {:.4}", result.accuracy);
+    if let Some(eer) = result.eer {
+        println!("eer: {eer:.4}");
+    }
     Ok(())
 }
 
@@ -603,7 +625,7 @@ pub struct PredictArgs {
     /// Classes to show per image.
     #[arg(long, default_value_t = 3)]
     top: usize,
-    /// Image files (jpg, png, bmp).
+    /// Image files (jpg, png, bmp), or WAV / FLAC files for a run trained on audio.
     #[arg(required = true)]
     images: Vec<PathBuf>,
 }
@@ -611,7 +633,25 @@ pub struct PredictArgs {
 /// Runs `lcnn predict`.
 pub fn run_predict(args: PredictArgs) -> Result<()> {
     let (run, device) = args.run.load()?;
-    for p in predict_files(&run, &args.images, args.top, &device)? {
+    // A two-class audio run: the score of the positive class (bona fide), as ASVspoof asks.
+    let positive = run
+        .config
+        .eer_class(&run.preprocess.classes)
+        .map(|i| run.preprocess.classes[i].clone());
+    let k = match positive {
+        Some(_) => run.preprocess.classes.len(),
+        None => args.top,
+    };
+    for p in predict_files(&run, &args.images, k, &device)? {
+        if let Some(class) = &positive {
+            let score = p.top.iter().find(|t| t.0 == *class).map_or(0.0, |t| t.1);
+            let decision = &p.top[0].0;
+            println!(
+                "{}: {class} score {score:.4} ({decision})",
+                p.file.display()
+            );
+            continue;
+        }
         let top: Vec<String> = p
             .top
             .iter()

@@ -126,11 +126,21 @@ pub fn read_history(path: &Path) -> Result<Vec<HistoryRow>, CallbackError> {
 }
 
 fn render(rows: &[HistoryRow]) -> String {
-    let mut out = COLUMNS.join(",");
+    // The fixed columns, then any other metric a row has (`val_eer`), by name.
+    let mut columns: Vec<&str> = COLUMNS.to_vec();
+    let mut extra: Vec<&str> = rows
+        .iter()
+        .flat_map(|r| r.logs.keys().map(String::as_str))
+        .filter(|k| !COLUMNS.contains(k))
+        .collect();
+    extra.sort();
+    extra.dedup();
+    columns.extend(extra);
+    let mut out = columns.join(",");
     out.push('\n');
     for row in rows {
         let _ = write!(out, "{}", row.epoch);
-        for key in &COLUMNS[1..] {
+        for key in &columns[1..] {
             out.push(',');
             if let Some(v) = row.logs.get(*key) {
                 // `{:?}` is the shortest representation that parses back to the same f64.
@@ -255,7 +265,7 @@ mod tests {
     }
 
     #[test]
-    fn rows_have_0_based_epochs_and_empty_missing_values() {
+    fn rows_have_0_based_epochs_empty_missing_values_and_extra_metrics_last() {
         let dir = TestDir::new("rows");
         let mut logger = CsvLogger::create(dir.file()).unwrap();
         let mut l = Logs::new();
@@ -270,9 +280,9 @@ mod tests {
         logger.on_epoch_end(1, &l).unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.file()).unwrap(),
-            "epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds\n\
-             0,0.5,0.875,,,1e-5,41.0\n\
-             1,0.5,0.875,0.25,0.1,1e-5,41.0\n"
+            "epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds,extra\n\
+             0,0.5,0.875,,,1e-5,41.0,7.0\n\
+             1,0.5,0.875,0.25,0.1,1e-5,41.0,7.0\n"
         );
         // Only the file itself: no temporary left behind.
         assert_eq!(dir.entries(), 1);

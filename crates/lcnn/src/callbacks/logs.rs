@@ -38,6 +38,8 @@ pub mod keys {
     pub const VAL_LOSS: &str = "val_loss";
     /// Accuracy on the validation data, in `[0, 1]`.
     pub const VAL_ACCURACY: &str = "val_accuracy";
+    /// Equal error rate on the validation data, in `[0, 1]` (two-class audio runs).
+    pub const VAL_EER: &str = "val_eer";
     /// Learning rate used during the epoch.
     pub const LR: &str = "lr";
     /// Wall-clock duration of the epoch (training and validation), in seconds.

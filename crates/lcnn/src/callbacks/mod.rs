@@ -21,6 +21,7 @@ pub mod model_checkpoint;
 pub mod plot;
 pub mod progress;
 pub mod reduce_lr_on_plateau;
+pub mod roc_plot;
 
 pub use csv_logger::{read_history, CsvLogger, HistoryRow, COLUMNS, HISTORY_CSV};
 pub use early_stopping::{
@@ -34,3 +35,4 @@ pub use progress::{Progress, REDRAW_INTERVAL};
 pub use reduce_lr_on_plateau::{
     ReduceLrOnPlateau, ReduceLrOnPlateauConfig, ReduceLrOnPlateauState,
 };
+pub use roc_plot::{plot_roc, ROC_PNG};

@@ -29,7 +29,7 @@ pub const HISTORY_PNG: &str = "history.png";
 /// Width and height of the image, in pixels.
 pub const PLOT_SIZE: (u32, u32) = (1200, 480);
 
-const FONT_FAMILY: &str = "sans-serif";
+pub(crate) const FONT_FAMILY: &str = "sans-serif";
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans-ASCII.ttf");
 
 /// Matplotlib's first two default colors, for the training and validation curves.
@@ -80,7 +80,7 @@ pub fn render_history_png(rows: &[Logs]) -> Result<Vec<u8>, String> {
     encode_png(&rgb, w, h)
 }
 
-fn register_embedded_font() -> Result<(), String> {
+pub(crate) fn register_embedded_font() -> Result<(), String> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let ok =
         *REGISTERED.get_or_init(|| register_font(FONT_FAMILY, FontStyle::Normal, FONT).is_ok());
@@ -221,7 +221,7 @@ fn draw_panel<DB: DrawingBackend>(
     Ok(())
 }
 
-fn encode_png(rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>, String> {
+pub(crate) fn encode_png(rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     let mut enc = png::Encoder::new(&mut out, w, h);
     enc.set_color(png::ColorType::Rgb);

@@ -34,11 +34,12 @@ use super::logs::{keys, Logs};
 pub const REDRAW_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The metrics shown, in order.
-const SHOWN: [&str; 4] = [
+const SHOWN: [&str; 5] = [
     keys::LOSS,
     keys::ACCURACY,
     keys::VAL_LOSS,
     keys::VAL_ACCURACY,
+    keys::VAL_EER,
 ];
 
 /// Progress display for a training run; see the module documentation.

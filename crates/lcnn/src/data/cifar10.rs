@@ -158,6 +158,7 @@ fn splits(train: Dataset, test: Dataset) -> Splits {
         train,
         test: Some(test),
         validation_rule: ValidationRule::Last,
+        val: None,
     }
 }
 

@@ -261,6 +261,9 @@ pub struct Splits {
     pub test: Option<Dataset>,
     /// How `validation_split` applies to `train`.
     pub validation_rule: ValidationRule,
+    /// A validation split of its own (Keras' `validation_data`; ASVspoof's development
+    /// protocol), used instead of `validation_split`.
+    pub val: Option<Dataset>,
 }
 
 impl Splits {
@@ -274,6 +277,9 @@ impl Splits {
 impl fmt::Display for Splits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: train {}", self.name, self.train.len())?;
+        if let Some(val) = &self.val {
+            write!(f, ", validation {}", val.len())?;
+        }
         if let Some(test) = &self.test {
             write!(f, ", test {}", test.len())?;
         }
@@ -375,6 +381,7 @@ mod tests {
             train: d.clone(),
             test: Some(s),
             validation_rule: ValidationRule::Last,
+            val: None,
         };
         assert_eq!(
             splits.to_string(),

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 pub const DATA_ENV: &str = "LCNN_DATA";
 /// Environment variable that forbids downloads when set to anything but `0`, `false` or empty.
 pub const OFFLINE_ENV: &str = "LCNN_OFFLINE";
+/// Environment variable naming the folder of computed features (audio spectrograms).
+pub const CACHE_ENV: &str = "LCNN_CACHE";
 
 /// The data directory: `flag` when given, else `$LCNN_DATA`, else the user cache folder
 /// (`$XDG_CACHE_HOME/lcnn/datasets` or `~/.cache/lcnn/datasets`; `%LOCALAPPDATA%\lcnn\datasets`
@@ -28,6 +30,15 @@ pub fn offline_from_env() -> bool {
             !(v.is_empty() || v == "0" || v == "false" || v == "no")
         }
         Err(_) => false,
+    }
+}
+
+/// Where computed audio features are cached: `$LCNN_CACHE`, else the user cache
+/// (`~/.cache/lcnn/features` on Linux).
+pub fn features_cache_dir() -> PathBuf {
+    match non_empty_env(CACHE_ENV) {
+        Some(p) => PathBuf::from(p),
+        None => cache_dir().join("lcnn").join("features"),
     }
 }
 

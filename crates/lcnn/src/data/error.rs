@@ -98,6 +98,18 @@ pub enum DataError {
     #[error("{}: cannot decode the image ({reason}); expected a complete JPEG, PNG or BMP file", path.display())]
     Image { path: PathBuf, reason: String },
 
+    /// An audio file that is truncated, corrupt or not WAV/FLAC.
+    #[error("{}: cannot decode the audio ({reason}); expected a complete WAV or FLAC file", path.display())]
+    Audio { path: PathBuf, reason: String },
+
+    /// A bad line of an ASVspoof protocol file.
+    #[error("{}, line {line}: {reason}", path.display())]
+    Protocol {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+
     /// Images of different sizes in a folder loaded without a target size.
     #[error("{}: image is {found_h}x{found_w} but the first image is {expected_h}x{expected_w}; pass a target size (--target-size HxW) to resize all images", path.display())]
     ImageSize {
@@ -109,8 +121,12 @@ pub enum DataError {
     },
 
     /// A class folder without any image file.
-    #[error("class folder {} has no images; expected .jpg, .jpeg, .png or .bmp files", path.display())]
-    EmptyClass { path: PathBuf },
+    #[error("class folder {} has no {expected} files", path.display())]
+    EmptyClass {
+        path: PathBuf,
+        /// The extensions looked for (`.jpg, .jpeg, .png or .bmp`).
+        expected: &'static str,
+    },
 
     /// A split folder without class subfolders.
     #[error("{} has no class folders; expected one subfolder per class, e.g. {}", path.display(), path.join("<class>").join("image.jpg").display())]

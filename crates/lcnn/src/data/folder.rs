@@ -67,6 +67,7 @@ pub fn load(root: &Path, opts: &FolderOptions) -> Result<Splits, DataError> {
         train,
         test,
         validation_rule: ValidationRule::FirstOfEachClass,
+        val: None,
     })
 }
 
@@ -76,6 +77,15 @@ pub type Scan = (Vec<String>, Vec<(PathBuf, u32)>);
 /// The sorted class folders of `split_dir` and every image file with its class index.
 /// Hidden folders (name starting with `.`) are not classes.
 pub fn scan(split_dir: &Path) -> Result<Scan, DataError> {
+    scan_files(split_dir, has_image_extension, ".jpg, .jpeg, .png or .bmp")
+}
+
+/// [`scan`] for the files whose name `accept` takes (`expected` names them in errors).
+pub fn scan_files(
+    split_dir: &Path,
+    accept: fn(&str) -> bool,
+    expected: &'static str,
+) -> Result<Scan, DataError> {
     let mut classes: Vec<(String, PathBuf)> = Vec::new();
     for entry in std::fs::read_dir(split_dir).map_err(|e| DataError::io(split_dir, e))? {
         let entry = entry.map_err(|e| DataError::io(split_dir, e))?;
@@ -94,9 +104,12 @@ pub fn scan(split_dir: &Path) -> Result<Scan, DataError> {
     let mut files = Vec::new();
     for (label, (_, dir)) in classes.iter().enumerate() {
         let mut found = Vec::new();
-        walk(dir, &mut found)?;
+        walk(dir, accept, &mut found)?;
         if found.is_empty() {
-            return Err(DataError::EmptyClass { path: dir.clone() });
+            return Err(DataError::EmptyClass {
+                path: dir.clone(),
+                expected,
+            });
         }
         // Keras: folders sorted by path, then files sorted by name within each folder.
         found.sort();
@@ -109,9 +122,13 @@ pub fn scan(split_dir: &Path) -> Result<Scan, DataError> {
     Ok((classes.into_iter().map(|(n, _)| n).collect(), files))
 }
 
-/// Collects `(folder, file name)` of the image files under `dir`, recursively. Folder links are
-/// not followed (Keras' `follow_links=False`); file links are.
-fn walk(dir: &Path, out: &mut Vec<(String, String)>) -> Result<(), DataError> {
+/// Collects `(folder, file name)` of the files under `dir` that `accept` takes, recursively.
+/// Folder links are not followed (Keras' `follow_links=False`); file links are.
+pub fn walk(
+    dir: &Path,
+    accept: fn(&str) -> bool,
+    out: &mut Vec<(String, String)>,
+) -> Result<(), DataError> {
     let root = dir.to_string_lossy().into_owned();
     for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
         let entry = entry.map_err(|e| DataError::io(dir, e))?;
@@ -120,10 +137,10 @@ fn walk(dir: &Path, out: &mut Vec<(String, String)>) -> Result<(), DataError> {
             .map_err(|e| DataError::io(entry.path(), e))?;
         let path = entry.path();
         if kind.is_dir() {
-            walk(&path, out)?;
+            walk(&path, accept, out)?;
         } else if kind.is_file() || (kind.is_symlink() && path.is_file()) {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if has_image_extension(&name) {
+            if accept(&name) {
                 out.push((root.clone(), name));
             }
         }

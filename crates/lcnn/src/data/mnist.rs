@@ -55,6 +55,7 @@ pub fn load(data_dir: &Path, offline: bool) -> Result<Splits, DataError> {
         train,
         test: Some(test),
         validation_rule: ValidationRule::Last,
+        val: None,
     })
 }
 

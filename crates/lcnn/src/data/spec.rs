@@ -23,6 +23,9 @@ pub enum DatasetSpec {
     Cifar10,
     /// An image folder with `train/<class>/` (and optionally `test/<class>/`).
     Images(PathBuf),
+    /// An audio folder with `train/<class>/` (and optionally `test/<class>/`) WAV or FLAC
+    /// files, or the flac files of ASVspoof protocols ([`crate::audio::dataset`]).
+    Audio(PathBuf),
 }
 
 impl FromStr for DatasetSpec {
@@ -39,13 +42,23 @@ impl FromStr for DatasetSpec {
             }
             return Ok(DatasetSpec::Images(PathBuf::from(dir)));
         }
+        if let Some(dir) = t.strip_prefix("audio:") {
+            if dir.is_empty() {
+                return Err(DataError::invalid(
+                    "dataset",
+                    s,
+                    "a folder after audio:, e.g. audio:data/spoof",
+                ));
+            }
+            return Ok(DatasetSpec::Audio(PathBuf::from(dir)));
+        }
         match t.to_ascii_lowercase().as_str() {
             "mnist" => Ok(DatasetSpec::Mnist),
             "cifar10" | "cifar-10" => Ok(DatasetSpec::Cifar10),
             _ => Err(DataError::invalid(
                 "dataset",
                 s,
-                "mnist, cifar10 or images:DIR",
+                "mnist, cifar10, images:DIR or audio:DIR",
             )),
         }
     }
@@ -57,6 +70,7 @@ impl fmt::Display for DatasetSpec {
             DatasetSpec::Mnist => f.write_str("mnist"),
             DatasetSpec::Cifar10 => f.write_str("cifar10"),
             DatasetSpec::Images(dir) => write!(f, "images:{}", dir.display()),
+            DatasetSpec::Audio(dir) => write!(f, "audio:{}", dir.display()),
         }
     }
 }
@@ -123,7 +137,7 @@ pub fn parse_target_size(s: &str) -> Result<(usize, usize), DataError> {
 }
 
 /// How a dataset is found and shaped.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LoadOptions {
     /// Folder holding `mnist/` and `cifar10/` (see [`resolve_data_dir`]). Image folders
     /// (`images:DIR`) are given by their own path.
@@ -139,6 +153,8 @@ pub struct LoadOptions {
     /// Never download; a missing file is an error naming the file, its URL and the folder.
     /// `LCNN_OFFLINE=1` has the same effect.
     pub offline: bool,
+    /// Features, protocol files and caching of audio datasets (`audio:DIR`).
+    pub audio: crate::audio::AudioOptions,
 }
 
 impl LoadOptions {
@@ -150,6 +166,7 @@ impl LoadOptions {
             interpolation: Interpolation::Nearest,
             color_mode: ColorMode::Rgb,
             offline: offline_from_env(),
+            audio: Default::default(),
         }
     }
 }
@@ -176,6 +193,7 @@ pub fn load(spec: &DatasetSpec, opts: &LoadOptions) -> Result<Splits, DataError>
                 color_mode: opts.color_mode,
             },
         ),
+        DatasetSpec::Audio(dir) => crate::audio::dataset::load(dir, &opts.audio),
     }
 }
 
@@ -234,7 +252,7 @@ pub fn dataset_dir(spec: &DatasetSpec, data_dir: &Path) -> PathBuf {
     match spec {
         DatasetSpec::Mnist => data_dir.join("mnist"),
         DatasetSpec::Cifar10 => data_dir.join("cifar10"),
-        DatasetSpec::Images(dir) => dir.clone(),
+        DatasetSpec::Images(dir) | DatasetSpec::Audio(dir) => dir.clone(),
     }
 }
 
@@ -282,6 +300,7 @@ mod tests {
             train: ds(n),
             test: None,
             validation_rule: Default::default(),
+            val: None,
         };
         assert!(ClassMode::Binary.check(&s(2)).is_ok());
         let e = ClassMode::Binary.check(&s(3)).unwrap_err().to_string();

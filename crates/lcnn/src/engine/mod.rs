@@ -1162,6 +1162,57 @@ impl Engine {
         Ok(&self.ws.acts[self.ops.len()])
     }
 
+    /// Re-estimates the moving statistics of every trainable BatchNorm from training-mode
+    /// forward passes over `batches` (`[N, C, H, W]` each; no gradient, no weight update):
+    /// each becomes the sample-weighted average of its batch statistics, as PyTorch's
+    /// `torch.optim.swa_utils.update_bn`. Keras' moving averages (momentum 0.99, from mean 0 and
+    /// variance 1) trail the weights on short runs; these are the final weights' own.
+    /// Returns the number of samples seen (0 leaves the statistics as they were).
+    pub fn recalibrate_batch_norm<B: AsRef<[f32]>>(
+        &mut self,
+        batches: impl IntoIterator<Item = (B, [usize; 4])>,
+        seed: u64,
+    ) -> Result<usize, EngineError> {
+        let saved: Vec<Option<f32>> = self
+            .ops
+            .iter()
+            .map(|op| match op {
+                Op::BatchNorm { update, .. } => Some(*update),
+                _ => None,
+            })
+            .collect();
+        let mut seen = 0usize;
+        let mut result = Ok(());
+        for (step, (images, shape)) in batches.into_iter().enumerate() {
+            seen += shape[0];
+            // The running average: batch k of n_k samples weighs n_k / (samples so far).
+            let weight = shape[0] as f32 / seen.max(1) as f32;
+            for op in &mut self.ops {
+                if let Op::BatchNorm { update, .. } = op {
+                    *update = weight;
+                }
+            }
+            match self.set_input(images.as_ref(), shape) {
+                Ok(n) => self.forward(n, true, layer_seed(seed, step)),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        for (op, s) in self.ops.iter_mut().zip(saved) {
+            if let (Op::BatchNorm { update, .. }, Some(s)) = (op, s) {
+                *update = s;
+            }
+        }
+        result.map(|_| seen)
+    }
+
+    /// The logits of the last forward pass, `[N, outputs]`.
+    pub fn last_logits(&self) -> &[f32] {
+        self.ws.acts.get(self.ops.len()).map_or(&[], |v| &v[..])
+    }
+
     /// The input of layer `i` after the last forward pass and its gradient after the last
     /// backward pass, channels-last (`i == layers`: the logits); for tests that compare
     /// layer by layer.

@@ -253,6 +253,35 @@ impl Network {
             .flatten()
     }
 
+    /// Re-estimates the moving statistics of every trainable BatchNorm from training-mode
+    /// forward passes over `batches` (on an autodiff device; the graphs are dropped, no weight
+    /// changes): each becomes the sample-weighted average of its batch statistics, as PyTorch's
+    /// `swa_utils.update_bn` and lcnn's engine (`Engine::recalibrate_batch_norm`).
+    ///
+    /// # Shapes
+    /// - each batch: `[N, C, H, W]`
+    pub fn recalibrate_batch_norm(mut self, batches: impl IntoIterator<Item = Tensor<4>>) -> Self {
+        let saved: Vec<Option<f64>> = self.layers.iter().map(batch_norm_momentum).collect();
+        let mut seen = 0usize;
+        for x in batches {
+            let n = x.dims()[0];
+            seen += n;
+            // Burn's momentum weighs the new batch: n_k / (samples so far) is the running mean.
+            for layer in &mut self.layers {
+                if let Layer::BatchNorm(b) = layer {
+                    b.bn.momentum = n as f64 / seen.max(1) as f64;
+                }
+            }
+            let _ = self.forward_logits(x);
+        }
+        for (layer, m) in self.layers.iter_mut().zip(saved) {
+            if let (Layer::BatchNorm(b), Some(m)) = (layer, m) {
+                b.bn.momentum = m;
+            }
+        }
+        self
+    }
+
     /// The forward pass with the final activation: class probabilities.
     ///
     /// # Shapes
@@ -262,5 +291,13 @@ impl Network {
         self.output_activation
             .forward(Features::Flat(self.forward_logits(x)))
             .flat()
+    }
+}
+
+/// A BatchNorm layer's Burn momentum (the weight of the new batch statistic).
+fn batch_norm_momentum(layer: &Layer) -> Option<f64> {
+    match layer {
+        Layer::BatchNorm(b) => Some(b.bn.momentum),
+        _ => None,
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::data::{Augmenter, BatchLoader, Dataset, LoaderConfig};
 use crate::engine::Engine;
 
+use super::evaluate::Tally;
 use super::{EvalResult, TrainError};
 
 /// The cached input of layer `layer` for every training and validation image.
@@ -87,25 +88,22 @@ impl BottleneckCache {
         &self,
         engine: &mut Engine,
         batch_size: usize,
+        eer: Option<usize>,
     ) -> Result<Option<EvalResult>, TrainError> {
         let Some((feats, labels)) = &self.val else {
             return Ok(None);
         };
         let f = self.size;
-        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+        let mut tally = Tally::new(eer);
         for (x, y) in feats
             .chunks(batch_size.max(1) * f)
             .zip(labels.chunks(batch_size.max(1)))
         {
             let (loss, right) = engine.evaluate_batch(x, [y.len(), f, 1, 1], y)?;
-            loss_sum += loss * y.len() as f64;
-            correct += right;
+            tally.add(loss, right, y, engine.last_logits());
         }
-        let n = labels.len().max(1) as f64;
-        Ok(Some(EvalResult {
-            loss: loss_sum / n + engine.l2_penalty(),
-            accuracy: correct as f64 / n,
-            samples: labels.len(),
-        }))
+        let mut r = tally.finish();
+        r.loss += engine.l2_penalty();
+        Ok(Some(r))
     }
 }

@@ -77,6 +77,12 @@ pub struct TrainConfig {
     /// transfer-learning guide advises when fine-tuning a base that has them.
     #[serde(default)]
     pub freeze_bn: bool,
+    /// Before each validation, re-estimate the trainable BatchNorm layers' moving statistics
+    /// from the training part (unaugmented) with the epoch's final weights, as PyTorch's
+    /// `swa_utils.update_bn` (default false: Keras' moving averages, momentum 0.99, which on
+    /// runs of a few hundred steps still carry their start values and the early weights).
+    #[serde(default)]
+    pub recalibrate_bn: bool,
     /// Train on the base's outputs computed once ([`super::bottleneck`]) when every layer
     /// below the first trained one is frozen, without dropout, and nothing is augmented (the
     /// default; `--no-bottleneck-cache` runs the base at every step, for comparison).
@@ -94,6 +100,9 @@ pub struct TrainConfig {
     /// Label smoothing, decoupled weight decay and L2 kernel regularization (none by default).
     #[serde(default)]
     pub regularization: Regularization,
+    /// Features, protocol files and caching of audio datasets (`audio:DIR`).
+    #[serde(default)]
+    pub audio: crate::audio::AudioOptions,
 }
 
 impl TrainConfig {
@@ -109,6 +118,14 @@ impl TrainConfig {
                 .unwrap_or(spec.layers.len()),
             (None, false) => 0,
         })
+    }
+
+    /// The class whose EER is measured: for a two-class audio dataset, `bonafide` (ASVspoof's
+    /// positive class) when there is one, else the first class; `None` otherwise.
+    pub fn eer_class(&self, classes: &[String]) -> Option<usize> {
+        let audio = self.dataset.trim_start().starts_with("audio:");
+        (audio && classes.len() == 2)
+            .then(|| classes.iter().position(|c| c == "bonafide").unwrap_or(0))
     }
 
     /// Checks the schedule and regularization against the rest of the configuration.
@@ -184,10 +201,12 @@ impl Default for TrainConfig {
             base_until: None,
             freeze_base: false,
             freeze_bn: false,
+            recalibrate_bn: false,
             bottleneck_cache: true,
             engine: EngineKind::Native,
             lr_schedule: None,
             regularization: Regularization::default(),
+            audio: Default::default(),
         }
     }
 }

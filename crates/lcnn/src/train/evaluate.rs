@@ -17,7 +17,7 @@ use super::run::LoadedRun;
 use super::TrainError;
 
 /// Mean loss and accuracy over a dataset.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EvalResult {
     /// Mean loss per sample.
     pub loss: f64,
@@ -25,6 +25,79 @@ pub struct EvalResult {
     pub accuracy: f64,
     /// Samples seen.
     pub samples: usize,
+    /// Equal error rate, when asked for ([`Tally::new`]'s positive class) and both classes
+    /// are present.
+    pub eer: Option<f64>,
+    /// The positive class's score of each sample (a logit difference), with whether the sample
+    /// is of that class: the ROC curve's input. Empty unless the EER was asked for.
+    pub scores: Vec<(f64, bool)>,
+}
+
+/// Sums of per-batch losses and correct counts, and (for the EER) per-sample scores.
+pub struct Tally {
+    loss_sum: f64,
+    correct: usize,
+    samples: usize,
+    positive: Option<usize>,
+    scores: Vec<(f64, bool)>,
+}
+
+/// The score of class `pos` from a row of logits: `l[pos] - max(other l)` (softmax), or the
+/// logit (class 1) / its negation (class 0) of a single sigmoid unit. Higher is more likely.
+pub fn class_score(row: &[f32], pos: usize) -> f64 {
+    if row.len() == 1 {
+        return if pos == 1 {
+            row[0] as f64
+        } else {
+            -row[0] as f64
+        };
+    }
+    let other = row
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != pos)
+        .fold(f32::NEG_INFINITY, |m, (_, v)| m.max(*v));
+    row[pos] as f64 - other as f64
+}
+
+impl Tally {
+    /// A tally; with `positive`, the EER of that class's scores is computed too.
+    pub fn new(positive: Option<usize>) -> Self {
+        Tally {
+            loss_sum: 0.0,
+            correct: 0,
+            samples: 0,
+            positive,
+            scores: Vec::new(),
+        }
+    }
+
+    /// Adds a batch: its mean loss, correct count, labels and logits `[N, outputs]`.
+    pub fn add(&mut self, loss: f64, correct: usize, labels: &[u32], logits: &[f32]) {
+        let n = labels.len();
+        self.loss_sum += loss * n as f64;
+        self.correct += correct;
+        self.samples += n;
+        if let (Some(pos), Some(k)) = (self.positive, logits.len().checked_div(n)) {
+            for (row, y) in logits.chunks_exact(k.max(1)).zip(labels) {
+                self.scores
+                    .push((class_score(row, pos), *y as usize == pos));
+            }
+        }
+    }
+
+    /// The means, and the EER.
+    pub fn finish(self) -> EvalResult {
+        let n = self.samples.max(1) as f64;
+        let (scores, positive): (Vec<f64>, Vec<bool>) = self.scores.iter().copied().unzip();
+        EvalResult {
+            loss: self.loss_sum / n,
+            accuracy: self.correct as f64 / n,
+            samples: self.samples,
+            eer: crate::audio::eer(&scores, &positive).map(|e| e.0),
+            scores: self.scores,
+        }
+    }
 }
 
 /// What Keras' compiled loss holds besides the cross-entropy, for [`evaluate`].
@@ -52,7 +125,9 @@ impl LossTerms {
 /// Evaluates an inference-mode network (`network.valid()`) on `dataset`, preprocessing with
 /// `augmenter` (no random transform). `classes` is the model's output count (1 = sigmoid). On
 /// the CPU it runs on the native engine ([`crate::engine`]) when that can run the model. The
-/// loss is Keras' compiled loss: with the run's `label_smoothing` and L2 penalty (`terms`).
+/// loss is Keras' compiled loss: with the run's `label_smoothing` and L2 penalty (`terms`). With
+/// `eer`, the equal error rate of that class's scores is measured too (two-class audio).
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     network: &Network,
     dataset: Arc<Dataset>,
@@ -60,6 +135,7 @@ pub fn evaluate(
     batch_size: usize,
     classes: usize,
     terms: LossTerms,
+    eer: Option<usize>,
     device: &Device,
 ) -> Result<EvalResult, TrainError> {
     let penalty = crate::weights::l2_penalty(network, terms.first_trained, terms.l2)
@@ -71,12 +147,25 @@ pub fn evaluate(
     };
     let mut r = if let Some(mut engine) = engine {
         engine.set_loss(ls, 0.0);
-        evaluate_native(&mut engine, dataset, augmenter, batch_size)?
+        evaluate_native(&mut engine, dataset, augmenter, batch_size, eer)?
     } else {
-        evaluate_batches(dataset, augmenter, batch_size, |batch| {
+        evaluate_batches(dataset, augmenter, batch_size, eer, |batch, tally| {
             let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), device);
-            let out = loss_for(classes, network.forward_logits(x), &batch.labels, ls);
-            Ok((out.loss.into_scalar::<f32>() as f64, out.correct))
+            let logits = network.forward_logits(x);
+            let values = if eer.is_some() {
+                logits
+                    .clone()
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            let out = loss_for(classes, logits, &batch.labels, ls);
+            let loss = out.loss.into_scalar::<f32>() as f64;
+            tally.add(loss, out.correct, &batch.labels, &values);
+            Ok(())
         })?
     };
     r.loss += penalty;
@@ -89,39 +178,34 @@ pub fn evaluate_native(
     dataset: Arc<Dataset>,
     augmenter: Arc<Augmenter>,
     batch_size: usize,
+    eer: Option<usize>,
 ) -> Result<EvalResult, TrainError> {
     let penalty = engine.l2_penalty();
-    let mut r = evaluate_batches(dataset, augmenter, batch_size, |batch| {
-        Ok(engine.evaluate_batch(&batch.images, batch.shape, &batch.labels)?)
+    let mut r = evaluate_batches(dataset, augmenter, batch_size, eer, |batch, tally| {
+        let (loss, correct) = engine.evaluate_batch(&batch.images, batch.shape, &batch.labels)?;
+        tally.add(loss, correct, &batch.labels, engine.last_logits());
+        Ok(())
     })?;
     r.loss += penalty;
     Ok(r)
 }
 
-/// Mean loss and accuracy from per-batch `(mean loss, correct)`.
+/// Mean loss and accuracy (and the EER) from the batches `run` adds to a [`Tally`].
 fn evaluate_batches(
     dataset: Arc<Dataset>,
     augmenter: Arc<Augmenter>,
     batch_size: usize,
-    mut run: impl FnMut(Batch) -> Result<(f64, usize), TrainError>,
+    eer: Option<usize>,
+    mut run: impl FnMut(Batch, &mut Tally) -> Result<(), TrainError>,
 ) -> Result<EvalResult, TrainError> {
     let mut loader_cfg = LoaderConfig::new(batch_size);
     loader_cfg.augment = false;
     let loader = BatchLoader::new(dataset, augmenter, loader_cfg)?;
-    let (mut loss_sum, mut correct, mut samples) = (0.0f64, 0usize, 0usize);
+    let mut tally = Tally::new(eer);
     for batch in loader {
-        let len = batch.len;
-        let (loss, right) = run(batch)?;
-        loss_sum += loss * len as f64;
-        correct += right;
-        samples += len;
+        run(batch, &mut tally)?;
     }
-    let n = samples.max(1) as f64;
-    Ok(EvalResult {
-        loss: loss_sum / n,
-        accuracy: correct as f64 / n,
-        samples,
-    })
+    Ok(tally.finish())
 }
 
 /// The top classes of one image.
@@ -133,8 +217,9 @@ pub struct Prediction {
     pub top: Vec<(String, f32)>,
 }
 
-/// Decodes, resizes (nearest, as Keras' default) and preprocesses image files, and returns the
-/// `k` most probable classes of each.
+/// Decodes, resizes (nearest, as Keras' default) and preprocesses image files (or, for a run
+/// trained on audio, computes the run's features of WAV / FLAC files), and returns the `k` most
+/// probable classes of each.
 pub fn predict_files(
     run: &LoadedRun,
     files: &[PathBuf],
@@ -163,12 +248,24 @@ pub fn predict_files(
         None
     };
     let mut out = Vec::with_capacity(files.len());
+    let audio = &run.config.audio.features;
     for file in files {
-        let (pixels, ih, iw) = decode_file(file, color)?;
-        let pixels = if (ih, iw) == (h, w) {
-            pixels
+        let name = file.to_string_lossy();
+        let pixels = if crate::audio::has_audio_extension(&name) {
+            // An utterance: the run's features, as in training.
+            if audio.shape() != (h, w, c) {
+                return Err(TrainError::Config(format!(
+                    "{name}: this run's model takes {h}x{w}x{c} images, not audio features"
+                )));
+            }
+            crate::audio::dataset::file_features(file, audio)?
         } else {
-            resize(&pixels, (ih, iw, c), (h, w), interpolation)
+            let (pixels, ih, iw) = decode_file(file, color)?;
+            if (ih, iw) == (h, w) {
+                pixels
+            } else {
+                resize(&pixels, (ih, iw, c), (h, w), interpolation)
+            }
         };
         let x = preprocess_chw(&aug, &pixels, h, w, c);
         let probs = match engine.as_mut() {

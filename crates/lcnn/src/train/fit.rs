@@ -23,8 +23,8 @@ use burn::optim::{GradientsParams, ModuleOptimizer, OptimizerRecord};
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
 
 use crate::callbacks::{
-    keys, plot_history, CsvLogger, EarlyStopping, Logs, ModelCheckpoint, Progress,
-    ReduceLrOnPlateau,
+    keys, plot_history, plot_roc, CsvLogger, EarlyStopping, Logs, ModelCheckpoint, Progress,
+    ReduceLrOnPlateau, ROC_PNG,
 };
 use crate::data::{
     load, Augmenter, BatchLoader, ClassMode, Dataset, DatasetSpec, LoadOptions, LoaderConfig,
@@ -90,7 +90,10 @@ pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainEr
         if session.state.stopped {
             break;
         }
-        let (trained, mut logs) = session.train_epoch(model, epoch)?;
+        let (mut trained, mut logs) = session.train_epoch(model, epoch)?;
+        if config.recalibrate_bn {
+            trained = session.recalibrate_bn(trained, epoch)?;
+        }
         model = session.validate(trained, &mut logs)?;
         model = session.end_epoch(model, epoch, logs)?;
     }
@@ -115,6 +118,8 @@ struct FitData {
     eval_aug: Arc<Augmenter>,
     preprocess: Preprocess,
     classes: usize,
+    /// The class whose equal error rate is logged (two-class audio), if any.
+    eer: Option<usize>,
 }
 
 /// The callbacks, in the order Keras calls them.
@@ -360,17 +365,21 @@ impl FitData {
             interpolation: config.interpolation.parse()?,
             color_mode: config.color_mode.parse()?,
             offline: opts.offline,
+            audio: config.audio.clone(),
         };
         let splits = load(&spec, &load_opts)?;
         let class_mode: ClassMode = config.class_mode.parse()?;
         class_mode.check(&splits)?;
         let class_names = splits.classes().to_vec();
+        let eer = config.eer_class(&class_names);
         let classes = if class_mode == ClassMode::Binary {
             1
         } else {
             class_names.len()
         };
-        let (train, val) = if config.validation_split > 0.0 {
+        let (train, val) = if let Some(val) = splits.val {
+            (splits.train, Some(val))
+        } else if config.validation_split > 0.0 {
             let (t, v) = splits
                 .train
                 .split_by(splits.validation_rule, config.validation_split)?;
@@ -395,6 +404,7 @@ impl FitData {
             eval_aug: Arc::new(preprocess.augmenter()),
             preprocess,
             classes,
+            eer,
         })
     }
 }
@@ -646,6 +656,35 @@ impl<'a> Session<'a> {
         Ok((model, logs))
     }
 
+    /// Phase 2a': `--recalibrate-bn`: the trainable BatchNorm layers' moving statistics from
+    /// one unaugmented pass over the training part with this epoch's final weights.
+    fn recalibrate_bn(&mut self, model: Network, epoch: usize) -> Result<Network, TrainError> {
+        let config = self.config;
+        let loader = BatchLoader::new(
+            self.data.train.clone(),
+            self.data.eval_aug.clone(),
+            LoaderConfig::training(config.batch_size, config.seed ^ 0x4250_4e53, epoch),
+        )?;
+        let seed = config.seed ^ (epoch as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407);
+        match &mut self.trainer {
+            Trainer::Native(engine) => {
+                let cache = self.bottleneck.as_ref();
+                let batches = loader.map(|b| match cache {
+                    Some(c) => c.batch(&b.indices),
+                    None => (b.images, b.shape),
+                });
+                engine.recalibrate_batch_norm(batches, seed)?;
+                Ok(engine.store(model)?)
+            }
+            Trainer::Burn(_) => {
+                let ad = &self.ad;
+                Ok(model.recalibrate_batch_norm(
+                    loader.map(|b| Tensor::<4>::from_data(TensorData::new(b.images, b.shape), ad)),
+                ))
+            }
+        }
+    }
+
     /// Phase 2b: loss and accuracy on the validation part (Keras' `val_` logs).
     fn validate(&mut self, model: Network, logs: &mut Logs) -> Result<Network, TrainError> {
         let Some(val) = &self.data.val else {
@@ -656,12 +695,12 @@ impl<'a> Session<'a> {
             Trainer::Native(engine) => {
                 // The cache holds the validation part whenever there is one.
                 let cached = match &self.bottleneck {
-                    Some(cache) => cache.evaluate_val(engine, batch)?,
+                    Some(cache) => cache.evaluate_val(engine, batch, self.data.eer)?,
                     None => None,
                 };
                 match cached {
                     Some(r) => r,
-                    None => evaluate_native(engine, val.clone(), aug, batch)?,
+                    None => evaluate_native(engine, val.clone(), aug, batch, self.data.eer)?,
                 }
             }
             Trainer::Burn(_) => {
@@ -674,12 +713,16 @@ impl<'a> Session<'a> {
                     batch,
                     self.data.classes,
                     terms,
+                    self.data.eer,
                     &self.device,
                 )?
             }
         };
         logs.insert(keys::VAL_LOSS.into(), r.loss);
         logs.insert(keys::VAL_ACCURACY.into(), r.accuracy);
+        if let Some(eer) = r.eer {
+            logs.insert(keys::VAL_EER.into(), eer);
+        }
         Ok(model)
     }
 
@@ -785,10 +828,11 @@ impl<'a> Session<'a> {
         let (aug, batch) = (self.data.eval_aug, self.config.batch_size);
         // The native engine holds the final weights already (handed over at each epoch end,
         // reloaded when early stopping restores the best ones).
+        let eer = self.data.eer;
         let test = match (self.data.test.map(Arc::new), self.trainer) {
             (Some(test), Trainer::Native(mut engine)) => {
                 engine.bottleneck(0)?;
-                Some(evaluate_native(&mut engine, test, aug, batch)?)
+                Some(evaluate_native(&mut engine, test, aug, batch, eer)?)
             }
             (Some(test), Trainer::Burn(_)) => Some(evaluate(
                 &model.valid(),
@@ -797,10 +841,15 @@ impl<'a> Session<'a> {
                 batch,
                 self.data.classes,
                 LossTerms::of(&self.config.regularization, self.first_trained),
+                eer,
                 &self.device,
             )?),
             (None, _) => None,
         };
+        // Two-class audio: the test split's ROC and DET curves.
+        if let Some(t) = test.as_ref().filter(|t| t.eer.is_some()) {
+            plot_roc(&t.scores, "test", &self.files.dir.join(ROC_PNG))?;
+        }
         Ok(FitReport {
             history: self.history,
             test,

@@ -207,6 +207,17 @@ impl LayerCtx<'_> {
         }
     }
 
+    /// A pooling layer's window, strides (default: the window) and padding.
+    fn pooling(&self) -> Result<(usize, usize, Padding), WeightsError> {
+        self.channels_last()?;
+        let pool = self.square("pool_size")?.unwrap_or(2);
+        Ok((
+            pool,
+            self.square("strides")?.unwrap_or(pool),
+            self.padding()?,
+        ))
+    }
+
     fn channels_last(&self) -> Result<(), WeightsError> {
         match self.str_or("data_format", "channels_last") {
             "channels_last" => Ok(()),
@@ -492,21 +503,19 @@ pub fn read_model_with(path: &Path, options: ImportOptions) -> Result<KerasModel
                 }
             }
             "MaxPooling2D" => {
-                ctx.channels_last()?;
-                let pool = ctx.square("pool_size")?.unwrap_or(2);
+                let (pool, strides, padding) = ctx.pooling()?;
                 LayerKind::MaxPool2d {
                     pool,
-                    strides: ctx.square("strides")?.unwrap_or(pool),
-                    padding: ctx.padding()?,
+                    strides,
+                    padding,
                 }
             }
             "AveragePooling2D" => {
-                ctx.channels_last()?;
-                let pool = ctx.square("pool_size")?.unwrap_or(2);
+                let (pool, strides, padding) = ctx.pooling()?;
                 LayerKind::AvgPool2d {
                     pool,
-                    strides: ctx.square("strides")?.unwrap_or(pool),
-                    padding: ctx.padding()?,
+                    strides,
+                    padding,
                 }
             }
             "Maxout" | "Addons>Maxout" => {

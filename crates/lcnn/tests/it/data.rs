@@ -676,7 +676,7 @@ fn image_folder_structure_problems_are_reported() {
     let e = load_err(
         &images(t.path()),
         &offline(t.path()),
-        &["train/c", "has no images"],
+        &["train/c", "has no .jpg, .jpeg, .png or .bmp files"],
     );
     assert!(matches!(e, DataError::EmptyClass { .. }));
 

@@ -322,3 +322,98 @@ fn vgg16_base_and_head_match_burn() {
         Some("block3_conv1"),
     );
 }
+
+/// `--recalibrate-bn`: every trainable BatchNorm's moving statistics become the sample-weighted
+/// average of its batch statistics (checked in f64 on a first-layer BatchNorm, whose input is
+/// the batch itself), the same on both engines, nothing else changes, and the next training
+/// step updates with Keras' momentum again.
+#[test]
+fn batch_norm_recalibration_averages_batch_statistics_on_both_engines() {
+    use lcnn::layers::{Activation, Padding};
+    use lcnn::models::spec::build::{bn, conv, dense, flatten};
+    let _turn = crate::train::TRAINING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let (h, w, c) = (4, 4, 2);
+    let spec = lcnn::models::ModelSpec {
+        name: "recal".into(),
+        input: Shape::Image { h, w, c },
+        layers: vec![
+            bn("bn0"),
+            conv("conv1", 3, 3, Padding::Same, Activation::Relu),
+            bn("bn1"),
+            flatten("flatten"),
+            dense("predictions", 2, Activation::Softmax),
+        ],
+    };
+    let device = Device::flex().autodiff();
+    device.seed(5);
+    let net = Network::new(&spec, &device).unwrap();
+    let before = export(&net);
+    let mut engine = Engine::from_network(&net).unwrap();
+    // Two batches of different sizes and offsets, so that the weighting shows.
+    let b1: Vec<f32> = batch(2, c, h, w).iter().map(|v| v + 3.0).collect();
+    let b2 = batch(6, c, h, w);
+    let (s1, s2) = ([2, c, h, w], [6, c, h, w]);
+    let seen = engine
+        .recalibrate_batch_norm([(&b1[..], s1), (&b2[..], s2)], 0)
+        .unwrap();
+    assert_eq!(seen, 8);
+    let tensor = |ts: &[NamedTensor], name: &str| -> Vec<f32> {
+        ts.iter().find(|t| t.name == name).unwrap().data.clone()
+    };
+    // Per channel (NCHW batches): (mean, biased variance) of one batch, in f64.
+    let stats = |x: &[f32], n: usize, ch: usize| {
+        let v: Vec<f64> = (0..n)
+            .flat_map(|i| &x[(i * c + ch) * h * w..(i * c + ch + 1) * h * w])
+            .map(|v| *v as f64)
+            .collect();
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        (
+            m,
+            v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / v.len() as f64,
+        )
+    };
+    let after = engine.export();
+    for ch in 0..c {
+        let ((m1, v1), (m2, v2)) = (stats(&b1, 2, ch), stats(&b2, 6, ch));
+        let mean = tensor(&after, "bn0.running_mean")[ch] as f64;
+        let var = tensor(&after, "bn0.running_var")[ch] as f64;
+        assert!(
+            (mean - (2.0 * m1 + 6.0 * m2) / 8.0).abs() < 1e-5,
+            "mean {ch}: {mean}"
+        );
+        assert!(
+            (var - (2.0 * v1 + 6.0 * v2) / 8.0).abs() < 1e-5,
+            "var {ch}: {var}"
+        );
+    }
+    let to =
+        |x: &[f32], s: [usize; 4]| Tensor::<4>::from_data(TensorData::new(x.to_vec(), s), &device);
+    let net = net.recalibrate_batch_norm([to(&b1, s1), to(&b2, s2)]);
+    for ((a, b), old) in after.iter().zip(&export(&net)).zip(&before) {
+        assert_eq!(a.name, b.name);
+        close(
+            &a.data,
+            &b.data,
+            1e-5,
+            1e-3,
+            &format!("recalibrated {}", a.name),
+        );
+        if !a.name.contains("running") {
+            assert_eq!(a.data, old.data, "{} changed", a.name);
+        } else {
+            assert_ne!(a.data, old.data, "{} unchanged", a.name);
+        }
+    }
+    // Keras' momentum again on the next training step: 0.99 old + 0.01 batch.
+    let old = tensor(&after, "bn0.running_mean");
+    engine
+        .forward_backward(&b2, s2, &[0, 1, 0, 1, 0, 1], 1)
+        .unwrap();
+    let new = tensor(&engine.export(), "bn0.running_mean");
+    for ch in 0..c {
+        let want = 0.99 * old[ch] as f64 + 0.01 * stats(&b2, 6, ch).0;
+        assert!((new[ch] as f64 - want).abs() < 1e-6, "momentum {ch}");
+    }
+}

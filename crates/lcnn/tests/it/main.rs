@@ -1,4 +1,5 @@
 //! lcnn's one integration-test binary, over tiny real data.
+mod audio;
 mod batchnorm;
 mod data;
 mod engine;
