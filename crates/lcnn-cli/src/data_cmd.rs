@@ -139,24 +139,24 @@ fn audio_report(dir: &std::path::Path, opts: &lcnn::audio::AudioOptions) -> Resu
     Ok(out)
 }
 
-/// The summary line, then each class with its image counts.
+/// The summary line, then each class with its image counts per split.
 fn report(splits: &Splits) -> String {
     let mut out = format!("{splits}\n");
-    let train = splits.train.class_counts();
-    let test = splits.test.as_ref().map(|t| t.class_counts());
+    let columns: Vec<(&str, Vec<usize>)> = [
+        ("train", Some(&splits.train)),
+        ("validation", splits.val.as_ref()),
+        ("test", splits.test.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(name, d)| d.map(|d| (name, d.class_counts())))
+    .collect();
     out.push_str("classes:\n");
     for (i, name) in splits.classes().iter().enumerate() {
-        match &test {
-            Some(t) => out.push_str(&format!(
-                "  {i:>3} {name}: train {}, test {}\n",
-                train.get(i).unwrap_or(&0),
-                t.get(i).unwrap_or(&0)
-            )),
-            None => out.push_str(&format!(
-                "  {i:>3} {name}: train {}\n",
-                train.get(i).unwrap_or(&0)
-            )),
-        }
+        let counts: Vec<String> = columns
+            .iter()
+            .map(|(split, c)| format!("{split} {}", c.get(i).unwrap_or(&0)))
+            .collect();
+        out.push_str(&format!("  {i:>3} {name}: {}\n", counts.join(", ")));
     }
     out
 }
