@@ -466,3 +466,79 @@ fn bottleneck_features_train_the_head_as_running_the_base_every_step() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `recalibrate_bn` through `fit`, on each engine: the BatchNorm statistics the run saves are
+/// the final weights' own over the training part, as recomputed here independently (one batch
+/// holding the whole part, so that batch composition plays no part; every BatchNorm of LCNN
+/// comes before its dropout), not Keras' moving averages.
+#[test]
+fn recalibrated_batch_norm_statistics_are_the_final_weights_own_on_both_engines() {
+    use lcnn::data::loader::{make_batch, LoaderConfig};
+    use lcnn::data::{load, DatasetSpec, LoadOptions};
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    for engine in [
+        lcnn::engine::EngineKind::Native,
+        lcnn::engine::EngineKind::Burn,
+    ] {
+        let dir = temp(&format!("recal-{}", engine.name()));
+        synthetic_folder(&dir.join("data"), 24);
+        let mut cfg = config(&dir.join("data"), 2);
+        cfg.engine = engine;
+        cfg.recalibrate_bn = true;
+        // 36 training images: one step an epoch, a whole-part batch when recalibrating.
+        cfg.batch_size = 36;
+        let out = dir.join("run");
+        fit(&cfg, &opts(&out, false)).unwrap();
+
+        let run = LoadedRun::load(&out, &Device::flex()).unwrap();
+        let spec: DatasetSpec = cfg.dataset.parse().unwrap();
+        let load_opts = LoadOptions {
+            color_mode: "grayscale".parse().unwrap(),
+            offline: true,
+            ..LoadOptions::new(&dir)
+        };
+        let splits = load(&spec, &load_opts).unwrap();
+        let (train, _) = splits
+            .train
+            .split_by(splits.validation_rule, cfg.validation_split)
+            .unwrap();
+        assert_eq!(train.len(), 36);
+        let order: Vec<usize> = (0..train.len()).collect();
+        let batch = make_batch(
+            &train,
+            &run.preprocess.augmenter(),
+            &order,
+            0,
+            &LoaderConfig::new(36),
+        );
+        let saved = export(&run.network);
+        // A fresh engine with the saved weights, every layer trainable (an inference-mode
+        // network would count as frozen, and frozen BatchNorm layers are left alone).
+        let mut engine = lcnn::engine::Engine::new(&run.network.spec).unwrap();
+        engine.load(&saved, &out).unwrap();
+        engine
+            .recalibrate_batch_norm([(&batch.images[..], batch.shape)], 0)
+            .unwrap();
+        let mut compared = 0;
+        for (want, got) in engine.export().iter().zip(&saved) {
+            if !want.name.contains("running") {
+                continue;
+            }
+            compared += 1;
+            let scale = want.data.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+            for (a, b) in want.data.iter().zip(&got.data) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * scale,
+                    "{}: {} saved {b}, recomputed {a}",
+                    cfg.engine.name(),
+                    want.name
+                );
+            }
+        }
+        assert_eq!(
+            compared, 14,
+            "LCNN's seven BatchNorm layers, mean and variance"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
