@@ -185,6 +185,26 @@ def power_spectrogram(y, n_fft, win_length, hop, window_fn=blackman_periodic):
     return (np.abs(np.fft.rfft(fr, axis=1)) ** 2).T                      # [n_fft/2+1, F]
 
 
+def cqt_power(y, sr, hop, bins, fmin, bins_per_octave):
+    """Brown's (1991) direct constant-Q transform, power [bins, F]: bin k at
+    f_k = fmin 2^(k/B), Q = 1/(2^(1/B) - 1), N_k = ceil(Q sr / f_k) samples of a periodic Hann
+    window, X_k(t) = (1/N_k) sum_n y[t hop - N_k//2 + n] w[n] exp(-2 pi i f_k n / sr), zero
+    outside the signal; F = 1 + len // hop (centred frames, as the STFT's)."""
+    F = 1 + len(y) // hop
+    Q = 1.0 / (2.0 ** (1.0 / bins_per_octave) - 1.0)
+    P = np.zeros((bins, F))
+    for k in range(bins):
+        f = fmin * 2.0 ** (k / bins_per_octave)
+        N = max(1, int(math.ceil(Q * sr / f)))
+        n = np.arange(N)
+        kern = (0.5 - 0.5 * np.cos(2 * np.pi * n / N)) / N * np.exp(-2j * np.pi * f * n / sr)
+        ypad = np.concatenate([np.zeros(N), y, np.zeros(N)])
+        starts = np.arange(F) * hop - N // 2 + N                 # + N: the padding
+        frames = ypad[starts[:, None] + n[None, :]]              # [F, N]
+        P[k] = np.abs(frames @ kern) ** 2
+    return P
+
+
 def power_to_db(P, top_db):
     S = 10.0 * np.log10(np.maximum(P, AMIN)) - 10.0 * np.log10(max(AMIN, P.max()))
     if top_db is not None:
@@ -208,7 +228,11 @@ def delta(c):
 
 def features(x, cfg, window_fn=blackman_periodic, db_fn=power_to_db):
     y = pre_emphasis(x, cfg["pre_emphasis"])
-    P = power_spectrogram(y, cfg["n_fft"], cfg["win_length"], cfg["hop_length"], window_fn)
+    if cfg["cqt"]:
+        P = cqt_power(y, cfg["sample_rate"], cfg["hop_length"], cfg["bins"], cfg["fmin"],
+                      cfg["bins_per_octave"])
+    else:
+        P = power_spectrogram(y, cfg["n_fft"], cfg["win_length"], cfg["hop_length"], window_fn)
     S_full = db_fn(P, cfg["top_db"])
     c = fix_length(S_full[:cfg["bins"]], cfg["frames"])
     chans = [c]
@@ -260,7 +284,8 @@ def wrong_variants(x, cfg):
 def config(n_fft, win_length, hop_length, bins, top_db, frames, deltas):
     return {"sample_rate": TONE_RATE, "pre_emphasis": 0.97, "n_fft": n_fft,
             "win_length": win_length, "hop_length": hop_length, "bins": bins, "top_db": top_db,
-            "frames": frames, "deltas": deltas}
+            "frames": frames, "deltas": deltas, "cqt": False, "fmin": 32.70319566257483,
+            "bins_per_octave": 12}
 
 
 def case_configs():
@@ -417,6 +442,61 @@ def librosa_check(x, runs):
 # ---------------------------------------------------------------------------------------------
 
 
+def case_entry(name, note, cfg, r):
+    P, S_full, feat = r["P"], r["S_full"], r["features"]
+    K, T, C = feat.shape
+    F = P.shape[1]
+    probe = 1
+    c = {
+        "name": name,
+        "note": note,
+        "config": cfg,
+        "window_offset": (cfg["n_fft"] - cfg["win_length"]) // 2,
+        "window_sum": float(padded_window(cfg["n_fft"], cfg["win_length"]).sum()),
+        "num_frames": F,
+        "power_max": float(P.max()),
+        "power_argmax": [int(i) for i in np.unravel_index(np.argmax(P), P.shape)],
+        "power_probe": {"frame": probe, "power": P[:, probe]},
+        "db_min": float(S_full.min()),
+        "clamped_count": (int((S_full == S_full.max() - cfg["top_db"]).sum())
+                          if cfg["top_db"] is not None else 0),
+        "shape": [K, T, C],
+        "features_sum": float(feat.sum()),
+        "features": r9(feat),
+    }
+    if name.startswith("A"):
+        c["window"] = padded_window(cfg["n_fft"], cfg["win_length"])
+    return c
+
+
+def cqt_self_check(x, cfg, r):
+    """The vectorized CQT against a scalar double loop for a few bins and frames, the tone's
+    strongest bin (3 kHz after pre-emphasis, 6 log2(15) = 23.4 bins above 200 Hz), and a wrong
+    variant (frames starting at t hop instead of centred) that the fixture's tolerance catches."""
+    y, P = r["y"], r["P"]
+    sr, hop, B = cfg["sample_rate"], cfg["hop_length"], cfg["bins_per_octave"]
+    Q = 1.0 / (2.0 ** (1.0 / B) - 1.0)
+    for k, t in ((0, 0), (17, 20), (23, 40), (10, 3)):
+        f = cfg["fmin"] * 2.0 ** (k / B)
+        N = int(math.ceil(Q * sr / f))
+        re = im = 0.0
+        for n in range(N):
+            i = t * hop - N // 2 + n
+            if 0 <= i < len(y):
+                w = (0.5 - 0.5 * math.cos(2 * math.pi * n / N)) / N
+                re += y[i] * w * math.cos(2 * math.pi * f * n / sr)
+                im -= y[i] * w * math.sin(2 * math.pi * f * n / sr)
+        assert abs(re * re + im * im - P[k, t]) <= 1e-12 * P.max(), (k, t)
+    mid = P.shape[1] // 2
+    assert int(np.argmax(P[:, mid])) == 23, int(np.argmax(P[:, mid]))
+    shifted = np.roll(np.pad(y, (0, 4 * hop)), -2 * hop)[: len(y)]
+    wrong = power_to_db(cqt_power(shifted, sr, hop, cfg["bins"], cfg["fmin"], B), cfg["top_db"])
+    d = max_abs(wrong, r["S_full"])
+    assert d > 1.0, d
+    print(f"  self-check cqt: scalar loop agrees; peak bin 23; a shifted framing differs by {d:.3g} dB (caught)",
+          file=sys.stderr)
+
+
 def main():
     tone_wav = wav_bytes(tone_samples(), TONE_RATE)
     stereo_wav = wav_bytes(stereo_samples(), STEREO_RATE)
@@ -437,32 +517,15 @@ def main():
         print(f"{label} cross-check: " + (f"passed against {r}" if r else "skipped (not importable)"),
               file=sys.stderr)
 
-    cases = []
-    for (name, note, cfg), (_, _, r) in zip(case_configs(), runs):
-        P, S_full, feat = r["P"], r["S_full"], r["features"]
-        K, T, C = feat.shape
-        F = P.shape[1]
-        probe = 1
-        c = {
-            "name": name,
-            "note": note,
-            "config": cfg,
-            "window_offset": (cfg["n_fft"] - cfg["win_length"]) // 2,
-            "window_sum": float(padded_window(cfg["n_fft"], cfg["win_length"]).sum()),
-            "num_frames": F,
-            "power_max": float(P.max()),
-            "power_argmax": [int(i) for i in np.unravel_index(np.argmax(P), P.shape)],
-            "power_probe": {"frame": probe, "power": P[:, probe]},
-            "db_min": float(S_full.min()),
-            "clamped_count": (int((S_full == S_full.max() - cfg["top_db"]).sum())
-                              if cfg["top_db"] is not None else 0),
-            "shape": [K, T, C],
-            "features_sum": float(feat.sum()),
-            "features": r9(feat),
-        }
-        if name.startswith("A"):
-            c["window"] = padded_window(cfg["n_fft"], cfg["win_length"])
-        cases.append(c)
+    cases = [case_entry(name, note, cfg, r)
+             for (name, note, cfg), (_, _, r) in zip(case_configs(), runs)]
+    # The constant-Q case, kept out of `runs` (whose checks and librosa cross-check are the
+    # STFT's): bins from 200 Hz to 2.9 kHz, frames cropped.
+    cq = dict(config(64, 64, 40, 24, 80.0, 12, False), cqt=True, fmin=200.0, bins_per_octave=6)
+    rq = features(x, cq)
+    cqt_self_check(x, cq, rq)
+    cases.append(case_entry("D_cqt", "constant-Q transform (Brown's direct form): 24 bins "
+                            "from 200 Hz, 6 per octave; F = 41 > frames = 12", cq, rq))
 
     n = np.arange(STEREO_LEN)
     X = np.fft.rfft(mono)

@@ -46,6 +46,16 @@ pub struct AudioArgs {
     /// Add delta and delta-delta channels (3 channels).
     #[arg(long)]
     pub deltas: bool,
+    /// A constant-Q transform instead of the STFT: --bins bins from --fmin, --bins-per-octave
+    /// per octave (e.g. --cqt --bins 84: seven octaves from C1).
+    #[arg(long)]
+    pub cqt: bool,
+    /// Lowest CQT frequency (Hz; C1 by default).
+    #[arg(long, default_value_t = FeatureConfig::default().fmin, requires = "cqt")]
+    pub fmin: f64,
+    /// CQT bins per octave.
+    #[arg(long, default_value_t = FeatureConfig::default().bins_per_octave, requires = "cqt")]
+    pub bins_per_octave: usize,
     /// Compute features from the audio every time instead of using the cache
     /// ($LCNN_CACHE, else ~/.cache/lcnn/features).
     #[arg(long)]
@@ -66,6 +76,9 @@ impl AudioArgs {
                 top_db: (self.top_db > 0.0).then_some(self.top_db),
                 frames: self.frames,
                 deltas: self.deltas,
+                cqt: self.cqt,
+                fmin: self.fmin,
+                bins_per_octave: self.bins_per_octave,
             },
             protocol: self.protocol.clone(),
             val_protocol: self.val_protocol.clone(),

@@ -123,15 +123,23 @@ fn audio_report(dir: &std::path::Path, opts: &lcnn::audio::AudioOptions) -> Resu
         }
     }
     let f = &opts.features;
+    let transform = if f.cqt {
+        format!(
+            "CQT {:.1}-{:.1} Hz, {} bins/octave",
+            f.fmin,
+            f.cqt_frequency(f.bins.saturating_sub(1)),
+            f.bins_per_octave
+        )
+    } else {
+        format!("n_fft {}, window {}", f.n_fft, f.win_length)
+    };
     let _ = writeln!(
         out,
-        "features: {}x{}x{} ({} Hz, n_fft {}, window {}, hop {}, {} frames = {:.2} s)",
+        "features: {}x{}x{} ({} Hz, {transform}, hop {}, {} frames = {:.2} s)",
         f.bins,
         f.frames,
         f.channels(),
         f.sample_rate,
-        f.n_fft,
-        f.win_length,
         f.hop_length,
         f.frames,
         (f.frames.saturating_sub(1) * f.hop_length) as f64 / f.sample_rate as f64

@@ -5,7 +5,8 @@
 //! and a fixed number of frames (cropped, or the utterance repeated), optionally with deltas.
 //! Every step follows librosa (`stft(center=True, pad_mode="constant", window="blackman")`,
 //! `power_to_db(ref=np.max, amin=1e-10, top_db)`), and `reference/audio_features.py` checks
-//! it against librosa itself.
+//! it against librosa itself. A constant-Q transform ([`cqt_power`], Brown's direct form) can
+//! replace the STFT (`cqt`), the rest unchanged.
 
 use realfft::RealFftPlanner;
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,13 @@ pub struct FeatureConfig {
     pub frames: usize,
     /// Add delta and delta-delta channels (HTK regression over +-2 frames). Default false.
     pub deltas: bool,
+    /// A constant-Q transform instead of the STFT ([`cqt_power`]): `bins` geometrically spaced
+    /// bins from `fmin`; `n_fft` and `win_length` then play no part. Default false.
+    pub cqt: bool,
+    /// Lowest CQT frequency (Hz). Default 32.703 (C1, librosa's `fmin`).
+    pub fmin: f64,
+    /// CQT bins per octave. Default 12.
+    pub bins_per_octave: usize,
 }
 
 impl Default for FeatureConfig {
@@ -47,6 +55,9 @@ impl Default for FeatureConfig {
             top_db: Some(80.0),
             frames: 200,
             deltas: false,
+            cqt: false,
+            fmin: 32.703_195_662_574_83,
+            bins_per_octave: 12,
         }
     }
 }
@@ -67,7 +78,25 @@ impl FeatureConfig {
         if self.hop_length == 0 {
             return fail("hop_length", "0".into(), "at least 1");
         }
-        if self.bins == 0 || self.bins > self.n_fft / 2 + 1 {
+        if self.cqt {
+            if !(self.fmin > 0.0 && self.fmin.is_finite()) {
+                return fail("fmin", self.fmin.to_string(), "a positive frequency in Hz");
+            }
+            if self.bins_per_octave == 0 {
+                return fail("bins per octave", "0".into(), "at least 1");
+            }
+            let nyquist = self.sample_rate as f64 / 2.0;
+            if self.bins == 0 || self.cqt_frequency(self.bins - 1) >= nyquist {
+                return fail(
+                    "bins",
+                    self.bins.to_string(),
+                    &format!(
+                        "1 or more, the highest CQT bin (fmin 2^((bins-1)/bins_per_octave)) \
+                         below the Nyquist frequency, {nyquist} Hz"
+                    ),
+                );
+            }
+        } else if self.bins == 0 || self.bins > self.n_fft / 2 + 1 {
             return fail("bins", self.bins.to_string(), "1..=n_fft/2+1");
         }
         if self.frames == 0 {
@@ -82,6 +111,11 @@ impl FeatureConfig {
             }
         }
         Ok(())
+    }
+
+    /// The centre frequency of CQT bin `k`: `fmin 2^(k / bins_per_octave)` (Hz).
+    pub fn cqt_frequency(&self, k: usize) -> f64 {
+        self.fmin * 2f64.powf(k as f64 / self.bins_per_octave as f64)
     }
 
     /// Channels of the features: 1, or 3 with deltas.
@@ -158,6 +192,46 @@ pub fn power_spectrogram(y: &[f64], cfg: &FeatureConfig) -> (Vec<f64>, usize) {
     (power, frames)
 }
 
+/// The constant-Q power spectrogram `[bins][F]` (bin-major) of a pre-emphasized signal, by
+/// the direct transform of [Brown (1991)](https://doi.org/10.1121/1.400476): bin `k` at
+/// `f_k = fmin 2^(k/B)` (`B` bins per octave) with `Q = 1 / (2^(1/B) - 1)` uses
+/// `N_k = ceil(Q sr / f_k)` samples of a periodic Hann window `w`, and frame `t` is
+/// `X_k(t) = (1/N_k) sum_n y[t hop - N_k/2 + n] w[n] exp(-2 pi i f_k n / sr)` (zero outside the
+/// signal), `F = 1 + len / hop` frames centred as the STFT's. `reference/audio_features.py`
+/// computes the same in numpy.
+pub fn cqt_power(y: &[f64], cfg: &FeatureConfig) -> (Vec<f64>, usize) {
+    use std::f64::consts::PI;
+    let hop = cfg.hop_length;
+    let frames = 1 + y.len() / hop;
+    let sr = cfg.sample_rate as f64;
+    let q = 1.0 / (2f64.powf(1.0 / cfg.bins_per_octave as f64) - 1.0);
+    let mut power = vec![0.0; cfg.bins * frames];
+    for (k, row) in power.chunks_exact_mut(frames).enumerate() {
+        let f = cfg.cqt_frequency(k);
+        let n = ((q * sr / f).ceil() as usize).max(1);
+        let kernel: Vec<(f64, f64)> = (0..n)
+            .map(|i| {
+                let w = (0.5 - 0.5 * (2.0 * PI * i as f64 / n as f64).cos()) / n as f64;
+                let phase = 2.0 * PI * f * i as f64 / sr;
+                (w * phase.cos(), -w * phase.sin())
+            })
+            .collect();
+        for (t, p) in row.iter_mut().enumerate() {
+            let start = (t * hop) as isize - (n / 2) as isize;
+            let lo = (-start).max(0) as usize;
+            let hi = (y.len() as isize - start).clamp(0, n as isize) as usize;
+            let (mut re, mut im) = (0.0, 0.0);
+            for i in lo..hi {
+                let s = y[(start + i as isize) as usize];
+                re += s * kernel[i].0;
+                im += s * kernel[i].1;
+            }
+            *p = re * re + im * im;
+        }
+    }
+    (power, frames)
+}
+
 /// librosa's `power_to_db(P, ref=np.max, amin=1e-10, top_db)`, in place.
 pub fn power_to_db(power: &mut [f64], top_db: Option<f64>) {
     const AMIN: f64 = 1e-10;
@@ -195,7 +269,11 @@ fn deltas(c: &[f64], k: usize, t: usize) -> Vec<f64> {
 /// channels last; channel 0 the dB spectrogram, then delta and delta-delta), in dB.
 pub fn features(samples: &[f32], cfg: &FeatureConfig) -> Vec<f64> {
     let y = pre_emphasis(samples, cfg.pre_emphasis);
-    let (mut power, frames) = power_spectrogram(&y, cfg);
+    let (mut power, frames) = if cfg.cqt {
+        cqt_power(&y, cfg)
+    } else {
+        power_spectrogram(&y, cfg)
+    };
     power_to_db(&mut power, cfg.top_db);
     let (k, t) = (cfg.bins, cfg.frames);
     // The lowest bins, cropped or repeated to `t` frames.
@@ -261,6 +339,31 @@ mod tests {
             .unwrap();
         assert_eq!(peak, 16);
         assert!(f.iter().all(|v| (-80.0..=1e-9).contains(v)));
+    }
+
+    #[test]
+    fn a_sine_peaks_in_its_cqt_bin() {
+        let cfg = FeatureConfig {
+            pre_emphasis: 0.0,
+            frames: 10,
+            cqt: true,
+            bins: 84,
+            ..FeatureConfig::default()
+        };
+        cfg.validate().unwrap();
+        // 440 Hz is 12 log2(440 / 32.703) = 45.0 bins above C1.
+        let x: Vec<f32> = (0..8000)
+            .map(|n| (2.0 * std::f32::consts::PI * 440.0 * n as f32 / 16000.0).sin())
+            .collect();
+        let f = features(&x, &cfg);
+        let column: Vec<f64> = (0..cfg.bins).map(|b| f[b * cfg.frames + 5]).collect();
+        let peak = (0..cfg.bins)
+            .max_by(|a, b| column[*a].total_cmp(&column[*b]))
+            .unwrap();
+        assert_eq!(peak, 45);
+        // Above the Nyquist frequency: an error that says so.
+        let high = FeatureConfig { bins: 120, ..cfg };
+        assert!(high.validate().unwrap_err().contains("Nyquist"));
     }
 
     #[test]

@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use lcnn::audio::dataset::{features_of, load, AudioOptions};
-use lcnn::audio::features::{features, power_spectrogram, pre_emphasis, window, FeatureConfig};
+use lcnn::audio::features::{
+    cqt_power, features, power_spectrogram, pre_emphasis, window, FeatureConfig,
+};
 use lcnn::audio::{eer, read, resample, roc};
 use lcnn::data::DataError;
 
@@ -69,6 +71,9 @@ fn config_of(c: &serde_json::Value) -> FeatureConfig {
         top_db: c["top_db"].as_f64(),
         frames: c["frames"].as_u64().unwrap() as usize,
         deltas: c["deltas"].as_bool().unwrap(),
+        cqt: c["cqt"].as_bool().unwrap(),
+        fmin: c["fmin"].as_f64().unwrap(),
+        bins_per_octave: c["bins_per_octave"].as_u64().unwrap() as usize,
     }
 }
 
@@ -105,7 +110,11 @@ fn features_match_the_numpy_reference() {
                 assert!((g - w).abs() < 1e-12, "{name}: window {g} vs {w}");
             }
         }
-        let (power, frames) = power_spectrogram(&y, &cfg);
+        let (power, frames) = if cfg.cqt {
+            cqt_power(&y, &cfg)
+        } else {
+            power_spectrogram(&y, &cfg)
+        };
         assert_eq!(
             frames,
             case["num_frames"].as_u64().unwrap() as usize,
