@@ -18,7 +18,8 @@ use super::rng::{mix, permutation, SplitMix64};
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
     /// `len * channels * height * width` values, NCHW (Burn's layout), after transform,
-    /// rescale and featurewise normalization.
+    /// rescale and featurewise normalization; empty when the loader makes no images
+    /// ([`LoaderConfig::images`]).
     pub images: Vec<f32>,
     /// Class index of each image.
     pub labels: Vec<u32>,
@@ -45,6 +46,9 @@ pub struct LoaderConfig {
     pub workers: usize,
     /// Batches each worker prepares ahead of the consumer (at least 1).
     pub prefetch: usize,
+    /// Make the images (default). Without, a batch has only its order, indices and labels:
+    /// for a consumer that reads cached features of the images instead (bottleneck features).
+    pub images: bool,
 }
 
 impl LoaderConfig {
@@ -58,6 +62,7 @@ impl LoaderConfig {
             augment: false,
             workers: 2,
             prefetch: 2,
+            images: true,
         }
     }
 
@@ -156,9 +161,9 @@ pub fn make_batch(
     let end = (start + cfg.batch_size).min(order.len());
     let indices = order[start..end].to_vec();
     let shape = ds.shape();
-    let size = ds.image_size();
+    let size = if cfg.images { ds.image_size() } else { 0 };
     let mut images = vec![0f32; indices.len() * size];
-    for (out, &i) in images.chunks_exact_mut(size).zip(&indices) {
+    for (out, &i) in images.chunks_exact_mut(size.max(1)).zip(&indices) {
         let mut rng = cfg
             .augment
             .then(|| SplitMix64::new(mix(&[cfg.seed, cfg.epoch as u64, i as u64])));

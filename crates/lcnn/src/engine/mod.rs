@@ -996,8 +996,6 @@ impl Engine {
         self.l2 = l2;
     }
 
-    /// Whether parameter `p` carries the L2 penalty: a trainable kernel (conv, depthwise,
-    /// pointwise or dense weight), as Keras' `kernel_regularizer` on trainable layers.
     /// Whether the layers before `k` compute the same thing in training as in inference, with
     /// nothing to learn: no trainable parameter and no active dropout. Then their output can be
     /// computed once per image and cached (the seed's `save_bottleneck_features`).
@@ -1046,6 +1044,8 @@ impl Engine {
         self.sizes[k]
     }
 
+    /// Whether parameter `p` carries the L2 penalty: a trainable kernel (conv, depthwise,
+    /// pointwise or dense weight), as Keras' `kernel_regularizer` on trainable layers.
     fn penalized(p: &Param) -> bool {
         p.trainable && p.name.ends_with("weight")
     }

@@ -569,7 +569,11 @@ impl<'a> Session<'a> {
         let loader = BatchLoader::new(
             self.data.train.clone(),
             self.data.augmenter.clone(),
-            LoaderConfig::training(config.batch_size, config.seed, epoch),
+            LoaderConfig {
+                // On cached bottleneck features the images themselves are not needed.
+                images: self.bottleneck.is_none(),
+                ..LoaderConfig::training(config.batch_size, config.seed, epoch)
+            },
         )?;
         self.progress.start_epoch(epoch, loader.num_batches());
         self.started = Instant::now();
@@ -663,7 +667,10 @@ impl<'a> Session<'a> {
         let loader = BatchLoader::new(
             self.data.train.clone(),
             self.data.eval_aug.clone(),
-            LoaderConfig::training(config.batch_size, config.seed ^ 0x4250_4e53, epoch),
+            LoaderConfig {
+                images: self.bottleneck.is_none(),
+                ..LoaderConfig::training(config.batch_size, config.seed ^ 0x4250_4e53, epoch)
+            },
         )?;
         let seed = config.seed ^ (epoch as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407);
         match &mut self.trainer {
