@@ -179,6 +179,9 @@ pub struct TrainArgs {
     /// Freeze every layer before this one (e.g. block5_conv1).
     #[arg(long)]
     freeze_until: Option<String>,
+    /// Every Dropout layer's rate instead of the zoo model's own (LCNN's is the seeds' 0.75).
+    #[arg(long)]
+    dropout: Option<f64>,
     /// Leave out the zoo model's classifier (Keras include_top=False); needs --head.
     #[arg(long)]
     no_top: bool,
@@ -225,8 +228,13 @@ pub struct TrainArgs {
     #[arg(long)]
     quiet: bool,
     /// cpu (default), cuda[:N] or wgpu[:N] (builds with the cuda / wgpu feature).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", conflicts_with = "devices")]
     device: String,
+    /// Several devices, one model (Keras' make_parallel): e.g. wgpu:0,wgpu:1 or cpu,cpu. Each
+    /// step cuts the batch across them and averages the gradients on the first one (Burn's
+    /// path); --batch-size stays the global batch.
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    devices: Vec<String>,
     /// On the CPU: native (lcnn's own kernels, the default) or burn (Burn's tensors, the
     /// reference path). GPU devices always use burn.
     #[arg(long, default_value = "native")]
@@ -450,6 +458,7 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
         freeze_until: args.freeze_until.clone(),
         init_weights: args.weights.clone(),
         include_top: !args.no_top,
+        dropout: args.dropout,
         head: args.head.clone(),
         base: args.base.clone(),
         base_until: args.base_until.clone(),
@@ -466,7 +475,16 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
 
 /// Runs `lcnn train`.
 pub fn run_train(args: TrainArgs) -> Result<()> {
-    let device = parse_device(&args.device).map_err(anyhow::Error::msg)?;
+    let devices = args
+        .devices
+        .iter()
+        .map(|d| parse_device(d))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let device = match devices.first() {
+        Some(first) => first.clone(),
+        None => parse_device(&args.device).map_err(anyhow::Error::msg)?,
+    };
     let (config, out, resume) = match &args.resume {
         Some(dir) => {
             let mut config = lcnn::train::run::load_config(&lcnn::train::RunFiles::new(dir))?;
@@ -499,6 +517,7 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         quiet: args.quiet,
         offline: args.offline,
         device,
+        devices,
     };
     let report = fit(&config, &opts)?;
     if let Some(test) = report.test {

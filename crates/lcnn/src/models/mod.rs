@@ -168,6 +168,31 @@ pub fn parse_input_shape(s: &str) -> Result<Shape, ModelError> {
     }
 }
 
+/// Sets every `Dropout` layer's rate (`--dropout`): an error when the rate is out of `[0, 1)`
+/// or the model has no dropout layer.
+fn set_dropout(spec: &mut ModelSpec, rate: f64) -> Result<(), ModelError> {
+    if !(0.0..1.0).contains(&rate) {
+        return Err(ModelError::BadOption(format!(
+            "--dropout {rate}: expected a rate in [0, 1)"
+        )));
+    }
+    let mut found = false;
+    for layer in &mut spec.layers {
+        if let spec::LayerKind::Dropout { rate: r } = &mut layer.kind {
+            *r = rate;
+            found = true;
+        }
+    }
+    if found {
+        Ok(())
+    } else {
+        Err(ModelError::BadOption(format!(
+            "--dropout {rate}: model `{}` has no Dropout layer",
+            spec.name
+        )))
+    }
+}
+
 /// Everything that selects a model of the zoo.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
@@ -182,6 +207,10 @@ pub struct ModelConfig {
     /// The layers of a model that is not from the zoo (`name` is then [`ModelName::Keras`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layers: Option<Vec<LayerSpec>>,
+    /// Every `Dropout` layer's rate instead of the zoo model's own (`--dropout`; `None`: the
+    /// model's, e.g. LCNN's 0.75).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropout: Option<f64>,
 }
 
 impl ModelConfig {
@@ -193,6 +222,7 @@ impl ModelConfig {
             classes,
             include_top: true,
             layers: None,
+            dropout: None,
         }
     }
 
@@ -204,6 +234,7 @@ impl ModelConfig {
             classes,
             include_top: true,
             layers: Some(layers),
+            dropout: None,
         }
     }
 
@@ -245,6 +276,9 @@ impl ModelConfig {
             let at = spec.index_of(top)?;
             spec.layers.truncate(at);
         }
+        if let Some(rate) = self.dropout {
+            set_dropout(&mut spec, rate)?;
+        }
         spec.resolve()?;
         Ok(spec)
     }
@@ -261,8 +295,57 @@ mod tests {
             classes,
             include_top: top,
             layers: None,
+            dropout: None,
         };
         cfg.spec().unwrap().param_count().unwrap().total()
+    }
+
+    #[test]
+    fn dropout_sets_every_dropout_rate_and_refuses_models_without_one() {
+        let input = parse_input_shape("32x32x3").unwrap();
+        let rates = |cfg: &ModelConfig| -> Vec<f64> {
+            cfg.spec()
+                .unwrap()
+                .layers
+                .iter()
+                .filter_map(|l| match l.kind {
+                    LayerKind::Dropout { rate } => Some(rate),
+                    _ => None,
+                })
+                .collect()
+        };
+        let seeds = ModelConfig::new(ModelName::Lcnn, input, 10);
+        assert_eq!(rates(&seeds), vec![lcnn::DROPOUT]);
+        let lower = ModelConfig {
+            dropout: Some(0.3),
+            ..seeds.clone()
+        };
+        assert_eq!(rates(&lower), vec![0.3]);
+        // The weights are the same: only the rate changes.
+        assert_eq!(
+            lower.spec().unwrap().param_count().unwrap().total(),
+            seeds.spec().unwrap().param_count().unwrap().total()
+        );
+        let allconv = ModelConfig {
+            dropout: Some(0.2),
+            ..ModelConfig::new(ModelName::AllConv, input, 10)
+        };
+        assert!(rates(&allconv).iter().all(|&r| r == 0.2));
+        let bad = ModelConfig {
+            dropout: Some(1.0),
+            ..seeds.clone()
+        };
+        assert!(bad.spec().unwrap_err().to_string().contains("[0, 1)"));
+        let none = ModelConfig {
+            dropout: Some(0.5),
+            include_top: false,
+            ..seeds
+        };
+        assert!(none
+            .spec()
+            .unwrap_err()
+            .to_string()
+            .contains("no Dropout layer"));
     }
 
     #[test]

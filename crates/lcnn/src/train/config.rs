@@ -61,6 +61,10 @@ pub struct TrainConfig {
     /// Keep the zoo model's classifier (Keras `include_top`; `--no-top` turns it off).
     #[serde(default = "yes")]
     pub include_top: bool,
+    /// Every Dropout layer's rate instead of the zoo model's (`--dropout`; `None`: the model's
+    /// own, LCNN's 0.75).
+    #[serde(default)]
+    pub dropout: Option<f64>,
     /// Layers between the base and a new classifier (`--head flatten,dense:256:relu`).
     #[serde(default)]
     pub head: Option<String>,
@@ -196,6 +200,7 @@ impl Default for TrainConfig {
             freeze_until: None,
             init_weights: None,
             include_top: true,
+            dropout: None,
             head: None,
             base: None,
             base_until: None,

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{GradientsParams, ModuleOptimizer, OptimizerRecord};
+use burn::optim::{ModuleOptimizer, OptimizerRecord};
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
 
 use crate::callbacks::{
@@ -31,13 +31,11 @@ use crate::data::{
 };
 use crate::engine::{Engine, EngineKind};
 use crate::models::{Layer, ModelConfig, Network, Shape};
-use crate::weights::{
-    export, import, import_present, l2_penalty, safetensors, scale_trainable, NamedTensor,
-};
+use crate::weights::{export, import, import_present, safetensors, scale_trainable, NamedTensor};
 
 use super::bottleneck::BottleneckCache;
 use super::evaluate::{evaluate, evaluate_native, EvalResult, LossTerms};
-use super::loss::loss_for;
+use super::parallel::{forward_backward, Replicas, StepLoss};
 use super::run::{save_config, weights_metadata, LoadedRun, LoopState, Preprocess, RunFiles};
 use super::{OptimizerConfig, TrainConfig, TrainError};
 
@@ -54,6 +52,9 @@ pub struct FitOptions {
     pub offline: bool,
     /// The device (an autodiff device is derived from it).
     pub device: Device,
+    /// Data parallelism (`--devices`): two or more devices, the first of them `device`, each
+    /// taking a part of every batch ([`super::parallel`]; Burn's path). Empty: `device` alone.
+    pub devices: Vec<Device>,
 }
 
 /// What `fit` did.
@@ -86,6 +87,15 @@ pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainEr
              machine; CubeCL caches the results for later runs)",
         );
     }
+    if let Trainer::Burn(_, Some(replicas)) = &session.trainer {
+        let devices = replicas.devices();
+        session.progress.println(&format!(
+            "data parallel: each batch of {} cut over {} devices {devices:?}, gradients summed \
+             on the first",
+            config.batch_size,
+            devices.len()
+        ));
+    }
     for epoch in session.state.epochs_done..config.epochs {
         if session.state.stopped {
             break;
@@ -105,8 +115,9 @@ enum Trainer {
     /// lcnn's CPU engine, which holds the weights while an epoch runs and its own optimizer
     /// slots.
     Native(Box<Engine>),
-    /// Burn's autodiff on any device, with its module optimizer.
-    Burn(ModuleOptimizer),
+    /// Burn's autodiff on any device, with its module optimizer; with replicas, each step's
+    /// batch is cut across several devices.
+    Burn(ModuleOptimizer, Option<Replicas>),
 }
 
 /// The data of a run: the training and validation parts, the test split, their preprocessing.
@@ -227,6 +238,13 @@ fn build_model(
     let head = config.head.as_deref().map(parse_head).transpose()?;
     let (mut zoo, base_layers, base_weights) = match &config.base {
         Some(dir) => {
+            if config.dropout.is_some() {
+                return Err(TrainError::Config(
+                    "--dropout sets a zoo model's Dropout layers; on --base RUN give the \
+                     head's rate instead (--head ...,dropout:R)"
+                        .into(),
+                ));
+            }
             let base = LoadedRun::load(dir, &Device::flex())?;
             if base.model.input != input {
                 return Err(TrainError::Config(format!(
@@ -264,6 +282,7 @@ fn build_model(
             }
             let zoo = ModelConfig {
                 include_top: config.include_top,
+                dropout: config.dropout,
                 ..ModelConfig::new(config.model, input, classes)
             };
             let layers = zoo.spec()?.layers;
@@ -484,7 +503,17 @@ impl<'a> Session<'a> {
         // The native engine trains on the CPU (GPU devices always take Burn's path); it starts
         // from the network's weights and, on resume, its own optimizer slots.
         let mut bottleneck = None;
-        let trainer = if config.engine.on(&device) == EngineKind::Native {
+        let replicas = match opts.devices.len() {
+            0 | 1 => None,
+            _ if opts.devices[0] != device => {
+                return Err(TrainError::Config(format!(
+                    "--devices: the first device ({:?}) must be the run's device ({device:?})",
+                    opts.devices[0]
+                )))
+            }
+            _ => Some(Replicas::new(&opts.devices)?),
+        };
+        let trainer = if replicas.is_none() && config.engine.on(&device) == EngineKind::Native {
             let mut engine = Engine::from_network(&model)?;
             let reg = config.regularization;
             engine.set_loss(reg.label_smoothing, reg.l2);
@@ -522,7 +551,7 @@ impl<'a> Session<'a> {
             if let Some(record) = record {
                 optim = optim.load_record(record);
             }
-            Trainer::Burn(optim)
+            Trainer::Burn(optim, replicas)
         };
         // A run killed before its first epoch ended has no resume point: it starts over.
         save_config(&files, config)?;
@@ -564,8 +593,11 @@ impl<'a> Session<'a> {
     ) -> Result<(Network, Logs), TrainError> {
         let config = self.config;
         // Burn's dropout draws from the device RNG: reseed per epoch so a resumed run matches.
-        self.ad
-            .seed(config.seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let epoch_seed = config.seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.ad.seed(epoch_seed);
+        if let Trainer::Burn(_, Some(replicas)) = &self.trainer {
+            replicas.seed(epoch_seed);
+        }
         let loader = BatchLoader::new(
             self.data.train.clone(),
             self.data.augmenter.clone(),
@@ -605,31 +637,34 @@ impl<'a> Session<'a> {
                     };
                     engine.train_step(x, shape, &batch.labels, &self.hyper, lr, decay, seed)?
                 }
-                Trainer::Burn(optim) => {
-                    let x = Tensor::<4>::from_data(
-                        TensorData::new(batch.images, batch.shape),
-                        &self.ad,
-                    );
-                    let logits = model.forward_logits(x);
-                    let out = loss_for(
-                        self.data.classes,
-                        logits,
-                        &batch.labels,
-                        reg.label_smoothing,
-                    );
-                    let total = match l2_penalty(&model, self.first_trained, reg.l2) {
-                        Some(penalty) => out.loss + penalty,
-                        None => out.loss,
+                Trainer::Burn(optim, replicas) => {
+                    let loss = StepLoss {
+                        classes: self.data.classes,
+                        terms: LossTerms::of(&reg, self.first_trained),
                     };
-                    let loss = total.clone().into_scalar::<f32>() as f64;
-                    if loss.is_finite() {
-                        let grads = GradientsParams::from_grads(total.backward(), &model);
+                    let out = match replicas {
+                        Some(r) => r.forward_backward(
+                            &model,
+                            batch.images,
+                            batch.shape,
+                            &batch.labels,
+                            &loss,
+                        )?,
+                        None => {
+                            let x = Tensor::<4>::from_data(
+                                TensorData::new(batch.images, batch.shape),
+                                &self.ad,
+                            );
+                            forward_backward(&model, x, &batch.labels, &loss, 1.0)
+                        }
+                    };
+                    if let Some(grads) = out.grads {
                         if decay != 0.0 {
                             model = scale_trainable(model, 1.0 - decay);
                         }
                         model = optim.step(lr, model, grads);
                     }
-                    (loss, out.correct)
+                    (out.loss, out.correct)
                 }
             };
             if !loss.is_finite() {
@@ -654,8 +689,13 @@ impl<'a> Session<'a> {
         logs.insert(keys::LOSS.into(), loss_sum / seen.max(1) as f64);
         logs.insert(keys::ACCURACY.into(), correct as f64 / seen.max(1) as f64);
         // The callbacks and the run folder read the network: bring the engine's weights over.
-        if let Trainer::Native(engine) = &self.trainer {
-            model = engine.store(model)?;
+        match &self.trainer {
+            Trainer::Native(engine) => model = engine.store(model)?,
+            // Burn's BatchNorm keeps the last step's moving statistics per thread (one per
+            // device with replicas) until they are read through `valid()`, which averages them
+            // into the stored value: do it now, so the run folder and the resume point hold
+            // this epoch's statistics with or without a validation pass.
+            Trainer::Burn(..) => drop(model.valid()),
         }
         Ok((model, logs))
     }
@@ -683,7 +723,7 @@ impl<'a> Session<'a> {
                 engine.recalibrate_batch_norm(batches, seed)?;
                 Ok(engine.store(model)?)
             }
-            Trainer::Burn(_) => {
+            Trainer::Burn(..) => {
                 let ad = &self.ad;
                 Ok(model.recalibrate_batch_norm(
                     loader.map(|b| Tensor::<4>::from_data(TensorData::new(b.images, b.shape), ad)),
@@ -710,7 +750,7 @@ impl<'a> Session<'a> {
                     None => evaluate_native(engine, val.clone(), aug, batch, self.data.eer)?,
                 }
             }
-            Trainer::Burn(_) => {
+            Trainer::Burn(..) => {
                 let valid = model.valid();
                 let terms = LossTerms::of(&self.config.regularization, self.first_trained);
                 evaluate(
@@ -809,7 +849,7 @@ impl<'a> Session<'a> {
                         ..t
                     }),
             ),
-            Trainer::Burn(optim) => {
+            Trainer::Burn(optim, _) => {
                 let optimizer = optim
                     .to_record()
                     .into_bytes()
@@ -841,7 +881,7 @@ impl<'a> Session<'a> {
                 engine.bottleneck(0)?;
                 Some(evaluate_native(&mut engine, test, aug, batch, eer)?)
             }
-            (Some(test), Trainer::Burn(_)) => Some(evaluate(
+            (Some(test), Trainer::Burn(..)) => Some(evaluate(
                 &model.valid(),
                 test,
                 aug,

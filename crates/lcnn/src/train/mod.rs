@@ -7,6 +7,7 @@ pub mod evaluate;
 pub mod fit;
 pub mod loss;
 pub mod optim;
+pub mod parallel;
 pub mod run;
 pub mod schedule;
 

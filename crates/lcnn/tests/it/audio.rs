@@ -426,6 +426,7 @@ fn a_run_on_audio_logs_monitors_and_plots_the_eer() {
         quiet: true,
         offline: true,
         device: Device::flex(),
+        devices: Vec::new(),
     };
     let report = fit(&config, &opts).unwrap();
     for row in &report.history {

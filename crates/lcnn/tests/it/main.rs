@@ -4,6 +4,8 @@ mod batchnorm;
 mod data;
 mod engine;
 mod golden;
+#[cfg(feature = "wgpu")]
+mod gpu;
 #[cfg(feature = "hdf5")]
 mod keras;
 mod pytorch;

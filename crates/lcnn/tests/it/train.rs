@@ -54,6 +54,15 @@ fn opts(out: &Path, resume: bool) -> FitOptions {
         quiet: true,
         offline: true,
         device: Device::flex(),
+        devices: Vec::new(),
+    }
+}
+
+/// `opts` with data parallelism over `n` CPU devices.
+fn parallel_opts(out: &Path, resume: bool, n: usize) -> FitOptions {
+    FitOptions {
+        devices: vec![Device::flex(); n],
+        ..opts(out, resume)
     }
 }
 
@@ -139,6 +148,31 @@ fn close_weights(a: &Path, b: &Path, tol: f32, what: &str) {
     }
 }
 
+/// The weight files `a` and `b` hold the same tensors, each within `rel` times its largest
+/// magnitude in `a`.
+pub fn close_relative(a: &Path, b: &Path, rel: f32, what: &str) {
+    let (a, _) = safetensors::load(a).unwrap();
+    let (b, _) = safetensors::load(b).unwrap();
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.name, y.name);
+        let scale = x.data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let diff = x
+            .data
+            .iter()
+            .zip(&y.data)
+            .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
+        if std::env::var_os("LCNN_TEST_VERBOSE").is_some() {
+            eprintln!("{what}: `{}` up to {diff:e} of {scale:e}", x.name);
+        }
+        assert!(
+            diff <= rel * scale,
+            "{what}: `{}` differs by up to {diff} (largest magnitude {scale})",
+            x.name
+        );
+    }
+}
+
 /// Trains `cfg` into `dir/full` in one go, and into `dir/split` for `first_epochs` epochs
 /// then resumed to the end.
 fn full_and_resumed(cfg: &TrainConfig, dir: &Path, first_epochs: usize) {
@@ -198,6 +232,84 @@ fn resumed_run_matches(engine: lcnn::engine::EngineKind) {
         strip(&hb),
         "histories differ (seconds column aside)"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn data_parallel_over_two_cpu_devices_takes_the_one_device_steps_and_resumes_exactly() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = temp("parallel");
+    synthetic_folder(&dir.join("data"), 24);
+    // All-CNN-C has no BatchNorm; without dropout its two-device step is the one-device
+    // step with the same global batch (one step of 36 = 18 + 18 images per epoch): from the
+    // same weights and optimizer state (epoch 1 from the start, epoch 2 resumed from one
+    // device's epoch 1), the two agree to rounding.
+    let mut cfg = config(&dir.join("data"), 1);
+    cfg.model = lcnn::models::ModelName::AllConv;
+    cfg.engine = lcnn::engine::EngineKind::Burn;
+    cfg.batch_size = 36;
+    cfg.dropout = Some(0.0);
+    cfg.optimizer = OptimizerConfig::Sgd {
+        learning_rate: 0.05,
+        momentum: 0.9,
+        nesterov: true,
+        decay: 0.0,
+    };
+    let one = fit(&cfg, &opts(&dir.join("one"), false)).unwrap();
+    let two = fit(&cfg, &parallel_opts(&dir.join("two"), false, 2)).unwrap();
+    let same_step = |a: &str, b: &str| {
+        close_relative(
+            &dir.join(a).join("model.safetensors"),
+            &dir.join(b).join("model.safetensors"),
+            1e-5,
+            "two CPU devices against one",
+        )
+    };
+    same_step("one", "two");
+    let (a, b) = (&one.history[0], &two.history[0]);
+    assert!((a["loss"] - b["loss"]).abs() < 1e-6, "{a:?} against {b:?}");
+    assert_eq!(a["accuracy"], b["accuracy"]);
+    let copy = |to: &str| {
+        std::fs::create_dir_all(dir.join(to)).unwrap();
+        for f in [
+            "config.json",
+            "history.csv",
+            "last.safetensors",
+            "best.safetensors",
+        ] {
+            std::fs::copy(dir.join("one").join(f), dir.join(to).join(f)).unwrap();
+        }
+    };
+    copy("one-then-one");
+    copy("one-then-two");
+    cfg.epochs = 2;
+    fit(&cfg, &opts(&dir.join("one-then-one"), true)).unwrap();
+    fit(&cfg, &parallel_opts(&dir.join("one-then-two"), true, 2)).unwrap();
+    same_step("one-then-one", "one-then-two");
+
+    // LCNN (BatchNorm, dropout 0.75) over two devices: a resumed run ends where an
+    // uninterrupted one does, and moving statistics are averaged, not left at their start.
+    let mut lcnn = config(&dir.join("data"), 2);
+    lcnn.augment.width_shift_range = 0.1;
+    let on_two = |out: &str, resume: bool, c: &TrainConfig| {
+        fit(c, &parallel_opts(&dir.join(out), resume, 2)).unwrap()
+    };
+    on_two("full", false, &lcnn);
+    let mut first = lcnn.clone();
+    first.epochs = 1;
+    on_two("split", false, &first);
+    on_two("split", true, &lcnn);
+    same_weights(
+        &dir.join("full/model.safetensors"),
+        &dir.join("split/model.safetensors"),
+        "the resumed two-device run",
+    );
+    let (weights, _) = safetensors::load(&dir.join("full/model.safetensors")).unwrap();
+    let mean = weights
+        .iter()
+        .find(|t| t.name == "bn_fc1.running_mean")
+        .unwrap();
+    assert!(mean.data.iter().any(|&m| m != 0.0) && mean.data.iter().all(|m| m.is_finite()));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

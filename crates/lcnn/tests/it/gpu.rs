@@ -1,0 +1,82 @@
+//! The GPU code path without a GPU: one epoch of `--device wgpu` training through Mesa's
+//! lavapipe (a Vulkan driver on the CPU) against the same epoch on the CPU, from the same
+//! initial weights.
+//!
+//! Needs the `wgpu` feature and a Vulkan driver (`apt-get install mesa-vulkan-drivers`), and
+//! takes minutes (lavapipe compiles every shader on the CPU), so it is ignored by default:
+//! `cargo test -p lcnn --features wgpu --test it gpu -- --ignored`.
+
+use std::collections::HashMap;
+
+use burn::tensor::Device;
+use lcnn::models::{ModelConfig, ModelName, Network, Shape};
+use lcnn::train::{fit, FitOptions, OptimizerConfig, TrainConfig};
+use lcnn::weights::{export, safetensors};
+
+use super::train::{close_relative, synthetic_folder, TRAINING};
+
+#[test]
+#[ignore = "needs a Vulkan driver (lavapipe: apt-get install mesa-vulkan-drivers) and minutes"]
+fn one_epoch_on_wgpu_matches_the_cpu_path() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::temp_dir().join(format!("lcnn-it-wgpu-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    synthetic_folder(&dir.join("data"), 24);
+    // LCNN (convolutions, MFM, pooling, BatchNorm) without dropout, whose masks each device
+    // draws from its own generator; the initial weights come from one file.
+    let input = Shape::Image { h: 16, w: 16, c: 1 };
+    let spec = ModelConfig {
+        dropout: Some(0.0),
+        ..ModelConfig::new(ModelName::Lcnn, input, 2)
+    }
+    .spec()
+    .unwrap();
+    let init = dir.join("init.safetensors");
+    let network = Network::new(&spec, &Device::flex()).unwrap();
+    safetensors::save(&init, &export(&network), HashMap::new()).unwrap();
+    let config = TrainConfig {
+        dataset: format!("images:{}", dir.join("data").display()),
+        color_mode: "grayscale".into(),
+        epochs: 1,
+        // One SGD step (36 training images): the step's gradient, not rounding amplified by
+        // several steps (Adam turns a near-zero gradient's rounding into a whole step).
+        batch_size: 36,
+        optimizer: OptimizerConfig::sgd(),
+        validation_split: 0.25,
+        early_stopping: None,
+        dropout: Some(0.0),
+        init_weights: Some(init),
+        engine: lcnn::engine::EngineKind::Burn,
+        seed: 7,
+        ..TrainConfig::default()
+    };
+    let run = |name: &str, device: Device| {
+        let opts = FitOptions {
+            out: dir.join(name),
+            resume: false,
+            quiet: true,
+            offline: true,
+            device,
+            devices: Vec::new(),
+        };
+        fit(&config, &opts).unwrap()
+    };
+    let cpu = run("cpu", Device::flex());
+    let gpu = run("wgpu", lcnn::device::parse_device("wgpu").unwrap());
+    let (a, b) = (&cpu.history[0], &gpu.history[0]);
+    for key in ["loss", "val_loss"] {
+        assert!(
+            (a[key] - b[key]).abs() <= 1e-4 * a[key].abs().max(1.0),
+            "{key}: cpu {} wgpu {}",
+            a[key],
+            b[key]
+        );
+    }
+    close_relative(
+        &dir.join("cpu/model.safetensors"),
+        &dir.join("wgpu/model.safetensors"),
+        1e-4,
+        "wgpu (lavapipe) against the CPU",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
