@@ -54,6 +54,14 @@ pub enum TrainError {
         /// Path of the best checkpoint.
         best: PathBuf,
     },
+    /// A device's part of a data-parallel step failed.
+    #[error("data-parallel step on device {device}: {reason}")]
+    Device {
+        /// The device, as Burn prints it.
+        device: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A run folder file that is missing or unreadable.
     #[error("{file}: {reason}")]
     Run {

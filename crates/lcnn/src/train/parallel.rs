@@ -155,10 +155,10 @@ impl Worker {
     }
 
     fn failed(&self, reason: String) -> TrainError {
-        TrainError::Config(format!(
-            "data-parallel step on device {:?}: {reason}",
-            self.device
-        ))
+        TrainError::Device {
+            device: format!("{:?}", self.device),
+            reason,
+        }
     }
 }
 

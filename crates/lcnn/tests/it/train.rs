@@ -130,6 +130,20 @@ pub fn same_weights(a: &Path, b: &Path, what: &str) {
 
 /// The weight files `a` and `b` hold the same tensors, element by element within `tol`.
 fn close_weights(a: &Path, b: &Path, tol: f32, what: &str) {
+    compare_weights(a, b, what, |_| tol);
+}
+
+/// The weight files `a` and `b` hold the same tensors, each within `rel` times its largest
+/// magnitude in `a`.
+pub fn close_relative(a: &Path, b: &Path, rel: f32, what: &str) {
+    compare_weights(a, b, what, |x| {
+        rel * x.iter().fold(0.0f32, |m, v| m.max(v.abs()))
+    });
+}
+
+/// Asserts that `a` and `b` hold tensors of the same names whose largest element-wise
+/// difference is within `tolerance(a's tensor)`.
+fn compare_weights(a: &Path, b: &Path, what: &str, tolerance: impl Fn(&[f32]) -> f32) {
     let (a, _) = safetensors::load(a).unwrap();
     let (b, _) = safetensors::load(b).unwrap();
     assert_eq!(a.len(), b.len());
@@ -140,34 +154,10 @@ fn close_weights(a: &Path, b: &Path, tol: f32, what: &str) {
             .zip(&y.data)
             .map(|(p, q)| (p - q).abs())
             .fold(0.0f32, f32::max);
+        let tol = tolerance(&x.data);
         assert!(
             x.name == y.name && diff <= tol,
-            "{what}: `{}` differs by up to {diff}",
-            x.name
-        );
-    }
-}
-
-/// The weight files `a` and `b` hold the same tensors, each within `rel` times its largest
-/// magnitude in `a`.
-pub fn close_relative(a: &Path, b: &Path, rel: f32, what: &str) {
-    let (a, _) = safetensors::load(a).unwrap();
-    let (b, _) = safetensors::load(b).unwrap();
-    assert_eq!(a.len(), b.len());
-    for (x, y) in a.iter().zip(&b) {
-        assert_eq!(x.name, y.name);
-        let scale = x.data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let diff = x
-            .data
-            .iter()
-            .zip(&y.data)
-            .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
-        if std::env::var_os("LCNN_TEST_VERBOSE").is_some() {
-            eprintln!("{what}: `{}` up to {diff:e} of {scale:e}", x.name);
-        }
-        assert!(
-            diff <= rel * scale,
-            "{what}: `{}` differs by up to {diff} (largest magnitude {scale})",
+            "{what}: `{}` differs by up to {diff} (tolerance {tol})",
             x.name
         );
     }
