@@ -7,7 +7,9 @@
 #
 # LCNN_BINS: name=binary pairs, lcnn built with `--features wgpu` (WGSL shaders) and/or
 # `--features vulkan` (Vulkan's SPIR-V compiler). Each runs `lcnn bench train-step --device
-# wgpu` in every --dtype of DTYPES. PyTorch (PYTHON, default python3, with CUDA) runs
+# wgpu` in every entry of DTYPES: `f32`/`f16`/`bf16` are --dtype (every tensor in that type),
+# `mixed-f16`/`mixed-bf16` are --precision (mixed precision over f32 weights, f16 with its
+# loss scaling). PyTorch (PYTHON, default python3, with CUDA) runs
 # bench/torch_bench.py --device cuda in strict fp32, TF32 and bf16 autocast.
 #
 # Phases:
@@ -24,7 +26,7 @@ PY=${PYTHON:-python3}
 STEPS=${STEPS:-30}
 COLD_S=${COLD_S:-240}
 WARM_S=${WARM_S:-90}
-DTYPES=${DTYPES:-"f32 f16"}
+DTYPES=${DTYPES:-"f32 f16 mixed-f16 mixed-bf16"}
 PRECISIONS=${PRECISIONS:-"fp32 tf32 bf16"} # PyTorch's
 CASES=${CASES:-"lcnn:28x28x1:256 allconv:32x32x3:128"}
 LCNN_BINS=${LCNN_BINS:-"wgpu=target/release/lcnn"}
@@ -51,8 +53,10 @@ run_lcnn() { # name bin dtype model input batch steps warmup limit tag
         case " $DEBUG_LOG_FOR " in
         *" $1 "*) [ "${10}" = cold ] && export CUBECL_DEBUG_LOG="$dir/cubecl.log" ;;
         esac
+        local types=(--dtype "$3")
+        case "$3" in mixed-*) types=(--dtype f32 --precision "${3#mixed-}") ;; esac
         TIMEFORMAT="wall_s: %R"$'\n'"cpu_s: %U"
-        time timeout -k 5 "$9" "$2" bench train-step --device "$DEVICE" --dtype "$3" --model "$4" \
+        time timeout -k 5 "$9" "$2" bench train-step --device "$DEVICE" "${types[@]}" --model "$4" \
             --input "$5" --batch "$6" --steps "$7" --warmup "$8"
         echo "rc: $?"
     ) >"$f" 2>&1

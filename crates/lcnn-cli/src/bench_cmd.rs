@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 use lcnn::bench::{peak_rss_mb, predict, train_step, BenchConfig};
 use lcnn::device::{parse_device, parse_float_dtype, set_float_dtype};
 use lcnn::engine::EngineKind;
+use lcnn::layers::precision::Precision;
 use lcnn::models::{parse_input_shape, ModelName};
 
 /// Arguments of `lcnn bench`.
@@ -50,6 +51,10 @@ struct Common {
     /// or --engine burn). Pure half precision, a bound on what mixed precision can reach.
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// Mixed precision: f16 or bf16 compute for convolutions and dense layers over f32
+    /// weights, BatchNorm and loss (f16 with loss scaling), as `lcnn train --precision`.
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
     /// Also print the native engine's time per layer (forward and backward, ms per step).
     #[arg(long)]
     layers: bool,
@@ -79,20 +84,22 @@ pub fn run(args: BenchArgs) -> Result<()> {
         engine,
         device: device.clone(),
         dtype,
+        precision: c.precision,
     };
     if engine == EngineKind::Burn {
         set_float_dtype(&mut device, dtype).map_err(anyhow::Error::msg)?;
     }
     let threads = lcnn::engine::threads();
     println!(
-        "{} {} {} batch {} on {} ({} engine, {:?}, {threads} threads)",
+        "{} {} {} batch {} on {} ({} engine, {:?}, precision {}, {threads} threads)",
         if train { "train-step" } else { "predict" },
         model,
         c.input.as_deref().unwrap_or("default"),
         cfg.batch,
         c.device,
         cfg.engine.name(),
-        cfg.dtype
+        cfg.dtype,
+        cfg.precision
     );
     let r = if train {
         train_step(&cfg)?

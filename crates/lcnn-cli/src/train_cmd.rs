@@ -8,6 +8,7 @@ use clap::Args;
 use lcnn::callbacks::{EarlyStoppingConfig, Mode, ModelCheckpointConfig, ReduceLrOnPlateauConfig};
 use lcnn::data::{load, resolve_data_dir, AugmentConfig, DatasetSpec, LoadOptions};
 use lcnn::device::{parse_device, Device};
+use lcnn::layers::precision::Precision;
 use lcnn::models::ModelName;
 use lcnn::train::{
     evaluate, fit, predict_files, FitOptions, LoadedRun, LossTerms, LrSchedule, OptimizerConfig,
@@ -239,6 +240,15 @@ pub struct TrainArgs {
     /// reference path). GPU devices always use burn.
     #[arg(long, default_value = "native")]
     engine: String,
+    /// What convolutions and dense layers compute in: f32 (default), or f16 / bf16 over f32
+    /// weights, BatchNorm and loss (Keras' mixed_float16 / mixed_bfloat16; f16 scales the
+    /// loss dynamically). Burn's path: a GPU device, or --engine burn on the CPU.
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
+    /// f16's initial loss scale (Keras' initial_scale, default 32768): halved on each
+    /// overflow (that step is skipped), doubled after 2000 finite steps.
+    #[arg(long, requires = "precision")]
+    loss_scale: Option<f64>,
 }
 
 fn optimizer(args: &TrainArgs) -> Result<OptimizerConfig> {
@@ -467,6 +477,8 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
         recalibrate_bn: args.recalibrate_bn,
         bottleneck_cache: !args.no_bottleneck_cache,
         engine: args.engine.parse().map_err(anyhow::Error::msg)?,
+        precision: args.precision,
+        loss_scale: args.loss_scale,
         lr_schedule: schedule(args)?,
         regularization: regularization(args),
         audio: args.audio.options(),
@@ -565,13 +577,21 @@ pub struct RunArgs {
     /// cpu (default), cuda[:N] or wgpu[:N].
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// What convolutions and dense layers compute in: f32 (default), f16 or bf16 (the
+    /// weights stay f32).
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
 }
 
 impl RunArgs {
-    /// The device and the run's chosen weights on it.
+    /// The device and the run's chosen weights on it, computing in `--precision`.
     fn load(&self) -> Result<(LoadedRun, Device)> {
         let device = parse_device(&self.device).map_err(anyhow::Error::msg)?;
-        let run = LoadedRun::load_weights(&self.run, self.weights, &device)?;
+        self.precision
+            .check_device(&device)
+            .map_err(anyhow::Error::msg)?;
+        let mut run = LoadedRun::load_weights(&self.run, self.weights, &device)?;
+        run.network = run.network.with_precision(self.precision);
         Ok((run, device))
     }
 }

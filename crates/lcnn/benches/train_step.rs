@@ -35,6 +35,7 @@ fn main() {
             engine,
             device: Device::flex(),
             dtype: burn::tensor::FloatDType::F32,
+            precision: Default::default(),
         };
         let t = train_step(&cfg).unwrap();
         let p = predict(&cfg).unwrap();

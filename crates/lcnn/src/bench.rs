@@ -10,9 +10,11 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, FloatDType, Tensor, TensorData};
 
 use crate::engine::{Engine, EngineError, EngineKind};
+use crate::layers::precision::Precision;
 use crate::models::{ModelConfig, ModelError, ModelName, Network, Shape};
 use crate::train::loss::categorical_cross_entropy;
-use crate::train::OptimizerConfig;
+use crate::train::{LossScale, OptimizerConfig};
+use crate::weights::unscale_gradients;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -33,6 +35,9 @@ pub struct BenchConfig {
     pub device: Device,
     /// The float type of every tensor (Burn's path only; set on `device` before the run).
     pub dtype: FloatDType,
+    /// Mixed precision (Burn's path only): the compute type of convolutions and dense layers
+    /// over f32 weights; f16 steps include the loss scaling and its overflow check.
+    pub precision: Precision,
 }
 
 /// What a run measured.
@@ -73,11 +78,29 @@ fn check(cfg: &BenchConfig) -> Result<(), BenchError> {
             "--batch and --steps must be at least 1".into(),
         ));
     }
-    if cfg.dtype != FloatDType::F32 && cfg.engine.on(&cfg.device) == EngineKind::Native {
+    let native = cfg.engine.on(&cfg.device) == EngineKind::Native;
+    if cfg.dtype != FloatDType::F32 && native {
         return Err(BenchError::Config(format!(
             "the native engine computes in f32; --dtype {:?} needs --engine burn or a GPU device",
             cfg.dtype
         )));
+    }
+    if cfg.precision != Precision::F32 {
+        if native {
+            return Err(BenchError::Config(format!(
+                "the native engine computes in f32; --precision {} needs --engine burn or a GPU \
+                 device",
+                cfg.precision
+            )));
+        }
+        if cfg.dtype != FloatDType::F32 {
+            return Err(BenchError::Config(
+                "--precision is mixed precision over f32 weights: it goes with --dtype f32".into(),
+            ));
+        }
+        cfg.precision
+            .check_device(&cfg.device)
+            .map_err(BenchError::Config)?;
     }
     Ok(())
 }
@@ -130,15 +153,31 @@ pub fn train_step(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
         EngineKind::Burn => {
             let device = cfg.device.clone().autodiff();
             device.seed(0);
-            let mut net = Some(Network::new(&spec, &device)?);
+            let mut net = Some(Network::new(&spec, &device)?.with_precision(cfg.precision));
             let mut optim = optimizer.init();
             let x = Tensor::<4>::random(shape, Distribution::Uniform(0.0, 1.0), &device);
+            // f16 scales the loss and unscales (and checks) the gradients, as training does.
+            let scale = cfg
+                .precision
+                .scales_loss()
+                .then_some(LossScale::default().scale);
             timed(cfg.warmup, cfg.steps, |i| {
                 let model = net.take().expect("the network is put back after each step");
                 let out = categorical_cross_entropy(model.forward_logits(x.clone()), &labels, 0.0);
                 let _ = out.loss.clone().into_scalar::<f32>();
-                let grads = GradientsParams::from_grads(out.loss.backward(), &model);
-                net = Some(optim.step(optimizer.step_lr(i as u64), model, grads));
+                let loss = match scale {
+                    Some(s) => out.loss.mul_scalar(s),
+                    None => out.loss,
+                };
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                let grads = match scale {
+                    Some(s) => unscale_gradients(&model, grads, s),
+                    None => Some(grads),
+                };
+                net = Some(match grads {
+                    Some(grads) => optim.step(optimizer.step_lr(i as u64), model, grads),
+                    None => model,
+                });
             })
         }
     };
@@ -174,7 +213,9 @@ pub fn predict(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
         }
         EngineKind::Burn => {
             cfg.device.seed(0);
-            let net = Network::new(&spec, &cfg.device)?.valid();
+            let net = Network::new(&spec, &cfg.device)?
+                .valid()
+                .with_precision(cfg.precision);
             let xt = Tensor::<4>::from_data(TensorData::new(x, shape), &cfg.device);
             timed(cfg.warmup, cfg.steps, |_| {
                 let _ = net.forward(xt.clone()).into_data();

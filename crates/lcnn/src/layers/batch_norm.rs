@@ -10,8 +10,9 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig};
-use burn::tensor::Device;
+use burn::tensor::{Device, FloatDType};
 
+use super::precision::cast;
 use super::Features;
 
 /// Configuration of a [`BatchNormalization`] layer.
@@ -51,6 +52,23 @@ impl BatchNormalization {
     /// - input and output: `[N, C, H, W]` or `[N, C]`
     pub fn forward(&self, x: Features) -> Features {
         x.map(|t| self.bn.forward(t), |t| self.bn.forward(t))
+    }
+
+    /// [`BatchNormalization::forward`] inside a network computing in `dtype` (mixed
+    /// precision): the input is cast to f32, normalized with f32 statistics (the moving ones
+    /// too), and cast back to `dtype`, as Keras' `mixed_float16` policy does.
+    ///
+    /// # Shapes
+    /// As [`BatchNormalization::forward`]; the output is in `dtype`.
+    pub fn forward_in(&self, x: Features, dtype: Option<FloatDType>) -> Features {
+        match dtype {
+            Some(dtype) => {
+                let f32 = FloatDType::F32;
+                self.forward(x.map(|t| cast(t, f32), |t| cast(t, f32)))
+                    .map(|t| cast(t, dtype), |t| cast(t, dtype))
+            }
+            None => self.forward(x),
+        }
     }
 }
 

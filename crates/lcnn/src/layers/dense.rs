@@ -4,7 +4,9 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, FloatDType, Tensor};
+
+use super::precision::linear_in;
 
 /// Configuration of a [`Dense`] layer.
 #[derive(Config, Debug)]
@@ -45,6 +47,18 @@ impl Dense {
     /// - output: `[N, units]`
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         self.linear.forward(x)
+    }
+
+    /// [`Dense::forward`] computing in `dtype` (mixed precision, see [`super::precision`]);
+    /// `None` is f32 as stored.
+    ///
+    /// # Shapes
+    /// As [`Dense::forward`]; the output is in `dtype`.
+    pub fn forward_in(&self, x: Tensor<2>, dtype: Option<FloatDType>) -> Tensor<2> {
+        match dtype {
+            Some(dtype) => linear_in(&self.linear, x, dtype),
+            None => self.forward(x),
+        }
     }
 }
 

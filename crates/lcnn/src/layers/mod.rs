@@ -9,6 +9,7 @@
 //! - [`pool`]: max pooling and global average pooling.
 //! - [`padding`]: Keras' `same` / `valid` padding (TensorFlow's asymmetric `same`).
 //! - [`activation`]: relu, softmax, sigmoid, linear.
+//! - [`precision`]: mixed precision (f16 / bf16 compute over f32 weights).
 //! - [`features`]: the value that flows between layers, an image batch or a flat batch.
 
 pub mod activation;
@@ -19,6 +20,7 @@ pub mod features;
 pub mod mfm;
 pub mod padding;
 pub mod pool;
+pub mod precision;
 pub mod separable_conv2d;
 
 pub use activation::Activation;

@@ -6,8 +6,9 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d as BurnConv2d, Conv2dConfig as BurnConv2dConfig};
 use burn::nn::Initializer;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, FloatDType, Tensor};
 
+use super::precision::conv2d_in;
 use super::Padding;
 
 /// Configuration of a [`SeparableConv2d`] layer.
@@ -67,6 +68,18 @@ impl SeparableConv2d {
     /// - output: `[N, filters, H', W']` (as a `Conv2D` with the same kernel, strides, padding)
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.pointwise.forward(self.depthwise.forward(x))
+    }
+
+    /// [`SeparableConv2d::forward`] computing in `dtype` (mixed precision, see
+    /// [`super::precision`]); `None` is f32 as stored.
+    ///
+    /// # Shapes
+    /// As [`SeparableConv2d::forward`]; the output is in `dtype`.
+    pub fn forward_in(&self, x: Tensor<4>, dtype: Option<FloatDType>) -> Tensor<4> {
+        match dtype {
+            Some(dtype) => conv2d_in(&self.pointwise, conv2d_in(&self.depthwise, x, dtype), dtype),
+            None => self.forward(x),
+        }
     }
 }
 

@@ -4,13 +4,15 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, FloatDType, Tensor};
 
 use crate::layers::{
     Activation, AveragePooling2d, BatchNormalization, BatchNormalizationConfig, Conv2d,
     Conv2dConfig, Dense, DenseConfig, Features, GlobalAveragePooling2d, MaxFeatureMap,
     MaxPooling2d, MaxPooling2dConfig, SeparableConv2d, SeparableConv2dConfig,
 };
+
+use crate::layers::precision::{cast, Precision};
 
 use super::spec::{LayerKind, ModelSpec, Shape};
 use super::ModelError;
@@ -88,26 +90,29 @@ pub enum Layer {
 impl Layer {
     /// Applies the layer.
     ///
+    /// `compute` is the float type the convolutions and dense layers compute in (mixed
+    /// precision, [`crate::layers::precision`]); `None` computes in f32 throughout.
+    ///
     /// # Shapes
     /// As the layer's spec: image layers take and give `[N, C, H, W]`, dense layers `[N, D]`.
-    pub fn forward(&self, x: Features) -> Features {
+    pub fn forward(&self, x: Features, compute: Option<FloatDType>) -> Features {
         match self {
             Layer::Conv2d(b) => b
                 .activation
-                .forward(Features::Image(b.conv.forward(x.image()))),
+                .forward(Features::Image(b.conv.forward_in(x.image(), compute))),
             Layer::SeparableConv2d(b) => b
                 .activation
-                .forward(Features::Image(b.conv.forward(x.image()))),
+                .forward(Features::Image(b.conv.forward_in(x.image(), compute))),
             Layer::MaxFeatureMap(m) => m.forward(x),
             Layer::MaxPool2d(p) => Features::Image(p.forward(x.image())),
             Layer::AvgPool2d(p) => Features::Image(p.forward(x.image())),
-            Layer::BatchNorm(bn) => bn.forward(x),
+            Layer::BatchNorm(bn) => bn.forward_in(x, compute),
             Layer::Dropout(d) => x.map(|t| d.forward(t), |t| d.forward(t)),
             Layer::Flatten(_) => Features::Flat(x.flatten()),
             Layer::GlobalAvgPool(g) => Features::Flat(g.forward(x.image())),
             Layer::Dense(b) => b
                 .activation
-                .forward(Features::Flat(b.dense.forward(x.flatten()))),
+                .forward(Features::Flat(b.dense.forward_in(x.flatten(), compute))),
             Layer::Activation(a) => a.activation.forward(x),
         }
     }
@@ -125,6 +130,10 @@ pub struct Network {
     /// leaves out so the loss can be computed stably from logits.
     #[module(skip)]
     pub output_activation: Activation,
+    /// The float type convolutions and dense layers compute in, when not f32 (mixed
+    /// precision: the parameters stay f32; see [`Network::with_precision`]).
+    #[module(skip)]
+    pub compute: Option<FloatDType>,
 }
 
 impl Network {
@@ -237,6 +246,7 @@ impl Network {
             layers,
             spec: spec.clone(),
             output_activation,
+            compute: None,
         })
     }
 
@@ -247,10 +257,25 @@ impl Network {
     /// - output: `[N, classes]` logits (or the last feature map, flattened, for a model without
     ///   its top)
     pub fn forward_logits(&self, x: Tensor<4>) -> Tensor<2> {
-        self.layers
+        let logits = self
+            .layers
             .iter()
-            .fold(Features::Image(x), |x, layer| layer.forward(x))
-            .flatten()
+            .fold(Features::Image(x), |x, layer| {
+                layer.forward(x, self.compute)
+            })
+            .flatten();
+        match self.compute {
+            // The loss and the softmax in f32, as Keras' policies keep the last layer's output.
+            Some(_) => cast(logits, FloatDType::F32),
+            None => logits,
+        }
+    }
+
+    /// The network computing its convolutions and dense layers in `precision`'s float type
+    /// (mixed precision); the parameters are untouched and stay f32.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.compute = precision.compute();
+        self
     }
 
     /// Re-estimates the moving statistics of every trainable BatchNorm from training-mode
@@ -299,5 +324,60 @@ fn batch_norm_momentum(layer: &Layer) -> Option<f64> {
     match layer {
         Layer::BatchNorm(b) => Some(b.bn.momentum),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::{ModelConfig, ModelName};
+    use burn::module::Module;
+    use burn::tensor::{DType, Distribution};
+
+    #[test]
+    fn lcnn_in_mixed_precision_gives_f32_logits_close_to_f32_and_keeps_f32_statistics() {
+        let device = Device::flex().autodiff();
+        device.seed(9);
+        let input = Shape::Image { h: 28, w: 28, c: 1 };
+        let spec = ModelConfig::new(ModelName::Lcnn, input, 10).spec().unwrap();
+        let net = Network::new(&spec, &device).unwrap().valid();
+        let x = Tensor::<4>::random(
+            [4, 1, 28, 28],
+            Distribution::Uniform(0.0, 1.0),
+            &Device::flex(),
+        );
+        let want = net
+            .forward_logits(x.clone())
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (precision, tol) in [(Precision::F16, 1e-2), (Precision::Bf16, 5e-2)] {
+            let half = net.clone().with_precision(precision);
+            // The compute type survives the module operations training uses.
+            assert_eq!(
+                half.clone().fork(&Device::flex()).compute,
+                precision.compute()
+            );
+            let logits = half.forward_logits(x.clone());
+            assert_eq!(logits.dtype(), DType::F32);
+            let got = logits.into_data().try_to_vec::<f32>().unwrap();
+            let err = got
+                .iter()
+                .zip(&want)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(err <= tol * scale, "{precision}: {err} of {scale}");
+        }
+        // Training mode: BatchNorm's moving statistics stay f32 after a half-precision pass.
+        let train = Network::new(&spec, &device)
+            .unwrap()
+            .with_precision(Precision::F16);
+        assert_eq!(train.clone().valid().compute, Some(FloatDType::F16));
+        let _ = train.forward_logits(x.clone());
+        for layer in &train.layers {
+            if let Layer::BatchNorm(b) = layer {
+                assert_eq!(b.bn.running_mean.value().dtype(), DType::F32);
+            }
+        }
     }
 }

@@ -97,6 +97,17 @@ pub struct TrainConfig {
     /// existed have no such field and were trained by Burn, which their resume point needs.
     #[serde(default = "legacy_engine")]
     pub engine: EngineKind,
+    /// The float type convolutions and dense layers compute in (`--precision`, Burn's path):
+    /// f32 (the default), or f16 / bf16 over f32 weights, BatchNorm statistics and loss, as
+    /// Keras' `mixed_float16` / `mixed_bfloat16` policies; f16 scales the loss
+    /// ([`super::LossScale`]).
+    #[serde(default)]
+    pub precision: crate::layers::precision::Precision,
+    /// f16's initial loss scale (Keras' `LossScaleOptimizer(initial_scale=...)`; `None`:
+    /// 2^15, Keras' default). The scale then halves on each overflow and doubles after 2000
+    /// finite steps.
+    #[serde(default)]
+    pub loss_scale: Option<f64>,
     /// A learning-rate schedule (Keras `keras.optimizers.schedules`) instead of the constant
     /// rate with time-based `decay`.
     #[serde(default)]
@@ -209,6 +220,8 @@ impl Default for TrainConfig {
             recalibrate_bn: false,
             bottleneck_cache: true,
             engine: EngineKind::Native,
+            precision: Default::default(),
+            loss_scale: None,
             lr_schedule: None,
             regularization: Regularization::default(),
             audio: Default::default(),

@@ -124,7 +124,8 @@ impl LossTerms {
 
 /// Evaluates an inference-mode network (`network.valid()`) on `dataset`, preprocessing with
 /// `augmenter` (no random transform). `classes` is the model's output count (1 = sigmoid). On
-/// the CPU it runs on the native engine ([`crate::engine`]) when that can run the model. The
+/// the CPU it runs on the native engine ([`crate::engine`]) when that can run the model (in f32:
+/// a network in mixed precision runs on Burn's path). The
 /// loss is Keras' compiled loss: with the run's `label_smoothing` and L2 penalty (`terms`). With
 /// `eer`, the equal error rate of that class's scores is measured too (two-class audio).
 #[allow(clippy::too_many_arguments)]
@@ -141,7 +142,8 @@ pub fn evaluate(
     let penalty = crate::weights::l2_penalty(network, terms.first_trained, terms.l2)
         .map_or(0.0, |p| p.into_scalar::<f32>() as f64);
     let ls = terms.label_smoothing;
-    let engine = match *device == Device::flex() {
+    // The native engine computes in f32: a network in mixed precision stays on Burn's path.
+    let engine = match *device == Device::flex() && network.compute.is_none() {
         true => Engine::from_network(network).ok(),
         false => None,
     };
@@ -242,7 +244,7 @@ pub fn predict_files(
         .parse()
         .unwrap_or(Interpolation::Nearest);
     let aug = run.preprocess.augmenter();
-    let mut engine = if *device == Device::flex() {
+    let mut engine = if *device == Device::flex() && run.network.compute.is_none() {
         Engine::from_network(&run.network).ok()
     } else {
         None

@@ -30,13 +30,17 @@ use crate::data::{
     load, Augmenter, BatchLoader, ClassMode, Dataset, DatasetSpec, LoadOptions, LoaderConfig,
 };
 use crate::engine::{Engine, EngineKind};
+use crate::layers::precision::Precision;
 use crate::models::{Layer, ModelConfig, Network, Shape};
-use crate::weights::{export, import, import_present, safetensors, scale_trainable, NamedTensor};
+use crate::weights::{
+    export, import, import_present, safetensors, scale_trainable, unscale_gradients, NamedTensor,
+};
 
 use super::bottleneck::BottleneckCache;
 use super::evaluate::{evaluate, evaluate_native, EvalResult, LossTerms};
 use super::parallel::{forward_backward, Replicas, StepLoss};
 use super::run::{save_config, weights_metadata, LoadedRun, LoopState, Preprocess, RunFiles};
+use super::LossScale;
 use super::{OptimizerConfig, TrainConfig, TrainError};
 
 /// How to run `fit`.
@@ -332,6 +336,12 @@ fn check(config: &TrainConfig) -> Result<(), TrainError> {
             "--epochs and --batch-size must be at least 1".into(),
         ));
     }
+    if config.loss_scale.is_some() && !config.precision.scales_loss() {
+        return Err(TrainError::Config(format!(
+            "--loss-scale is f16's loss scaling: it needs --precision f16, not {}",
+            config.precision
+        )));
+    }
     if !(0.0..1.0).contains(&config.validation_split) {
         return Err(TrainError::Config(format!(
             "--validation-split {} is out of range: expected 0 <= split < 1",
@@ -487,6 +497,12 @@ impl<'a> Session<'a> {
             stopped: false,
             reduce_lr: callbacks.reduce_lr.as_ref().map(|r| r.state()),
             learning_rate: None,
+            loss_scale: match config.precision.scales_loss() {
+                true => {
+                    Some(LossScale::starting_at(config.loss_scale).map_err(TrainError::Config)?)
+                }
+                false => None,
+            },
         };
         let mut es_best = None;
         let mut slots = Vec::new();
@@ -499,6 +515,11 @@ impl<'a> Session<'a> {
             slots = resumed.slots;
             record = resumed.record;
             callbacks.resume(config, &state)?;
+            if config.precision.scales_loss() && state.loss_scale.is_none() {
+                let start =
+                    LossScale::starting_at(config.loss_scale).map_err(TrainError::Config)?;
+                state.loss_scale = Some(start);
+            }
         }
         // The native engine trains on the CPU (GPU devices always take Burn's path); it starts
         // from the network's weights and, on resume, its own optimizer slots.
@@ -513,7 +534,25 @@ impl<'a> Session<'a> {
             }
             _ => Some(Replicas::new(&opts.devices)?),
         };
-        let trainer = if replicas.is_none() && config.engine.on(&device) == EngineKind::Native {
+        let native = replicas.is_none() && config.engine.on(&device) == EngineKind::Native;
+        if config.precision != Precision::F32 {
+            if native {
+                return Err(TrainError::Config(format!(
+                    "--precision {}: lcnn's native CPU engine computes in f32; mixed precision \
+                     runs on Burn's path (a GPU device, or --engine burn on the CPU, where half \
+                     precision is emulated and slower than f32)",
+                    config.precision
+                )));
+            }
+            for d in std::iter::once(&device).chain(&opts.devices) {
+                config
+                    .precision
+                    .check_device(d)
+                    .map_err(TrainError::Config)?;
+            }
+            model = model.with_precision(config.precision);
+        }
+        let trainer = if native {
             let mut engine = Engine::from_network(&model)?;
             let reg = config.regularization;
             engine.set_loss(reg.label_smoothing, reg.l2);
@@ -641,6 +680,7 @@ impl<'a> Session<'a> {
                     let loss = StepLoss {
                         classes: self.data.classes,
                         terms: LossTerms::of(&reg, self.first_trained),
+                        scale: self.state.loss_scale.map_or(1.0, |s| s.scale),
                     };
                     let out = match replicas {
                         Some(r) => r.forward_backward(
@@ -658,7 +698,17 @@ impl<'a> Session<'a> {
                             forward_backward(&model, x, &batch.labels, &loss, 1.0)
                         }
                     };
-                    if let Some(grads) = out.grads {
+                    // f16: back to the true gradients; an overflow skips the update and lowers
+                    // the scale, as Keras' LossScaleOptimizer.
+                    let grads = match (out.grads, &mut self.state.loss_scale) {
+                        (Some(grads), Some(scale)) => {
+                            let grads = unscale_gradients(&model, grads, scale.scale);
+                            scale.update(grads.is_some());
+                            grads
+                        }
+                        (grads, _) => grads,
+                    };
+                    if let Some(grads) = grads {
                         if decay != 0.0 {
                             model = scale_trainable(model, 1.0 - decay);
                         }

@@ -76,6 +76,9 @@ pub struct LoopState {
     /// reduction on a plateau).
     #[serde(default)]
     pub learning_rate: Option<f64>,
+    /// f16 mixed precision's loss scale (absent otherwise).
+    #[serde(default)]
+    pub loss_scale: Option<super::LossScale>,
 }
 
 /// What preprocessing a trained model expects, saved in every weights file's metadata so

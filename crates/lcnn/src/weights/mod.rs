@@ -12,7 +12,9 @@ pub mod named;
 pub mod pytorch;
 pub mod safetensors;
 
-pub use named::{export, import, import_present, l2_penalty, scale_trainable, NamedTensor};
+pub use named::{
+    export, import, import_present, l2_penalty, scale_trainable, unscale_gradients, NamedTensor,
+};
 
 use std::path::PathBuf;
 

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::module::{Param, ParamId, RunningState};
+use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
 
 use crate::models::{Layer, Network};
@@ -188,6 +189,48 @@ pub fn l2_penalty(network: &Network, from: usize, l2: f64) -> Option<Tensor<1>> 
         }
     }
     total.map(|t| t.mul_scalar(l2))
+}
+
+/// The gradients of a loss multiplied by `scale` (mixed precision's loss scaling), brought
+/// back to the true loss's gradients; `None` when any of them is infinite or NaN (an f16
+/// overflow: the step is skipped and the scale lowered, [`crate::train::LossScale`]). One
+/// number is read back from the device to know.
+pub fn unscale_gradients(
+    network: &Network,
+    mut grads: GradientsParams,
+    scale: f64,
+) -> Option<GradientsParams> {
+    fn unscale<const D: usize>(
+        grads: &mut GradientsParams,
+        p: &Param<Tensor<D>>,
+        inv: f64,
+        check: &mut Option<Tensor<1>>,
+    ) {
+        if let Some(g) = grads.remove::<D>(p.id) {
+            // inf * 0 and NaN * 0 are NaN: the sum is finite only if every element is.
+            let zero = g.clone().mul_scalar(0.0).sum();
+            *check = Some(match check.take() {
+                Some(c) => c + zero,
+                None => zero,
+            });
+            grads.register(p.id, g.mul_scalar(inv));
+        }
+    }
+    let inv = 1.0 / scale;
+    let mut check = None;
+    let mut net = network.clone();
+    for layer in net.layers.iter_mut() {
+        for (_, slot) in slots(layer) {
+            match slot {
+                Slot::P1(p) => unscale(&mut grads, p, inv, &mut check),
+                Slot::P2(p) => unscale(&mut grads, p, inv, &mut check),
+                Slot::P4(p) => unscale(&mut grads, p, inv, &mut check),
+                Slot::Running(_) => {}
+            }
+        }
+    }
+    let finite = check.is_none_or(|c| c.into_scalar::<f32>().is_finite());
+    finite.then_some(grads)
 }
 
 /// Multiplies every trainable parameter by `keep` (Keras 3's decoupled weight decay,

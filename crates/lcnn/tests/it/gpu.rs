@@ -1,6 +1,7 @@
 //! The GPU code path without a GPU: one epoch of `--device wgpu` training through Mesa's
 //! lavapipe (a Vulkan driver on the CPU) against the same epoch on the CPU, from the same
-//! initial weights.
+//! initial weights; then the same step in mixed precision (f16, bf16) where the driver has
+//! the type.
 //!
 //! Needs the `wgpu` feature and a Vulkan driver (`apt-get install mesa-vulkan-drivers`), and
 //! takes minutes (lavapipe compiles every shader on the CPU), so it is ignored by default:
@@ -9,11 +10,14 @@
 use std::collections::HashMap;
 
 use burn::tensor::Device;
+use lcnn::layers::precision::Precision;
 use lcnn::models::{ModelConfig, ModelName, Network, Shape};
 use lcnn::train::{fit, FitOptions, OptimizerConfig, TrainConfig};
 use lcnn::weights::{export, safetensors};
 
-use super::train::{close_relative, synthetic_folder, TRAINING};
+use super::train::{
+    close_relative, half_precision, one_allconv_step, same_steps, synthetic_folder, TRAINING,
+};
 
 #[test]
 #[ignore = "needs a Vulkan driver (lavapipe: apt-get install mesa-vulkan-drivers) and minutes"]
@@ -50,7 +54,7 @@ fn one_epoch_on_wgpu_matches_the_cpu_path() {
         seed: 7,
         ..TrainConfig::default()
     };
-    let run = |name: &str, device: Device| {
+    let run = |name: &str, device: Device, config: &TrainConfig| {
         let opts = FitOptions {
             out: dir.join(name),
             resume: false,
@@ -59,10 +63,11 @@ fn one_epoch_on_wgpu_matches_the_cpu_path() {
             device,
             devices: Vec::new(),
         };
-        fit(&config, &opts).unwrap()
+        fit(config, &opts).unwrap()
     };
-    let cpu = run("cpu", Device::flex());
-    let gpu = run("wgpu", lcnn::device::parse_device("wgpu").unwrap());
+    let wgpu = lcnn::device::parse_device("wgpu").unwrap();
+    let cpu = run("cpu", Device::flex(), &config);
+    let gpu = run("wgpu", wgpu.clone(), &config);
     let (a, b) = (&cpu.history[0], &gpu.history[0]);
     for key in ["loss", "val_loss"] {
         assert!(
@@ -78,5 +83,27 @@ fn one_epoch_on_wgpu_matches_the_cpu_path() {
         1e-4,
         "wgpu (lavapipe) against the CPU",
     );
+
+    // Mixed precision on the GPU path: one All-CNN-C step with f16 (then bf16) convolutions
+    // over f32 weights, against the CPU's f32 step, to half precision's rounding (the
+    // tolerances of the CPU's own mixed precision test).
+    let (init, one_step) = one_allconv_step(&dir);
+    run("allconv-cpu", Device::flex(), &one_step);
+    for (precision, tol) in [(Precision::F16, 5e-2), (Precision::Bf16, 1.2e-1)] {
+        if let Err(e) = precision.check_device(&wgpu) {
+            // A driver without the type: the run is refused with a message naming both.
+            assert!(e.contains(&format!("--precision {precision}")), "{e}");
+            eprintln!("skipped: {e}");
+            continue;
+        }
+        let name = format!("allconv-wgpu-{precision}");
+        run(&name, wgpu.clone(), &half_precision(&one_step, precision));
+        same_steps(
+            &init,
+            &dir.join("allconv-cpu/model.safetensors"),
+            &dir.join(&name).join("model.safetensors"),
+            tol,
+        );
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
