@@ -249,6 +249,10 @@ pub struct TrainArgs {
     /// overflow (that step is skipped), doubled after 2000 finite steps.
     #[arg(long, requires = "precision")]
     loss_scale: Option<f64>,
+    /// Keep the training images on the device and make each batch there (select, shift, flip,
+    /// zoom, standardize): auto (on a GPU when they fit in 2 GiB and nothing rotates), on, off.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
+    data_on_device: String,
 }
 
 fn optimizer(args: &TrainArgs) -> Result<OptimizerConfig> {
@@ -530,6 +534,11 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         offline: args.offline,
         device,
         devices,
+        data_on_device: match args.data_on_device.as_str() {
+            "on" => Some(true),
+            "off" => Some(false),
+            _ => None,
+        },
     };
     let report = fit(&config, &opts)?;
     if let Some(test) = report.test {

@@ -120,6 +120,58 @@ impl TransformParams {
         }
     }
 
+    /// The affine map from an output pixel (row, col), after any flip, to the input point it
+    /// samples, `x = ax*col + bx*row + ex`, `y = ay*col + by*row + ey`, as
+    /// `[ax, bx, ex, ay, by, ey]` (Keras' `apply_affine_transform` about the image center).
+    pub fn source_map(&self, h: usize, w: usize) -> [f64; 6] {
+        // x = cos*ux - sin*uy + cx, y = sin*ux + cos*uy + cy,
+        // ux = zoom_cols*(col - cx) + shift_cols, uy = zoom_rows*(row - cy) + shift_rows.
+        let (sin, cos) = self.theta.to_radians().sin_cos();
+        let cx = (w as f64 - 1.0) / 2.0;
+        let cy = (h as f64 - 1.0) / 2.0;
+        let (zc, zr) = (self.zoom_cols, self.zoom_rows);
+        let ox = self.shift_cols - zc * cx;
+        let oy = self.shift_rows - zr * cy;
+        [
+            cos * zc,
+            -sin * zr,
+            cos * ox - sin * oy + cx,
+            sin * zc,
+            cos * zr,
+            sin * ox + cos * oy + cy,
+        ]
+    }
+
+    /// Without rotation the map is separable: the input column each output column samples
+    /// (after the horizontal flip, clamped to the image as Keras' `nearest` fill), and the
+    /// input row of each output row, exactly as [`Augmenter::apply_chw`] computes them
+    /// (`None` with a rotation).
+    pub fn separable_sources(&self, h: usize, w: usize) -> Option<(Vec<f32>, Vec<f32>)> {
+        if self.theta != 0.0 {
+            return None;
+        }
+        let [ax, bx, ex, ay, by, ey] = self.source_map(h, w);
+        let (maxx, maxy) = ((w - 1) as f32, (h - 1) as f32);
+        // With sin = 0, bx*row and ay*col are zeros (of either sign), which add nothing.
+        let xs = (0..w)
+            .map(|col| {
+                let sc = if self.flip_horizontal {
+                    w - 1 - col
+                } else {
+                    col
+                } as f64;
+                ((ax * sc + bx * 0.0 + ex) as f32).clamp(0.0, maxx)
+            })
+            .collect();
+        let ys = (0..h)
+            .map(|row| {
+                let sr = if self.flip_vertical { h - 1 - row } else { row } as f64;
+                ((ay * 0.0 + by * sr + ey) as f32).clamp(0.0, maxy)
+            })
+            .collect();
+        Some((xs, ys))
+    }
+
     fn is_affine_identity(&self) -> bool {
         self.theta == 0.0
             && self.shift_rows == 0.0
@@ -319,17 +371,7 @@ impl Augmenter {
             }
             return;
         }
-        // Output (row, col) -> input (y, x):
-        // x = cos*ux - sin*uy + cx, y = sin*ux + cos*uy + cy,
-        // ux = zoom_cols*(col - cx) + shift_cols, uy = zoom_rows*(row - cy) + shift_rows.
-        let (sin, cos) = params.theta.to_radians().sin_cos();
-        let cx = (w as f64 - 1.0) / 2.0;
-        let cy = (h as f64 - 1.0) / 2.0;
-        let (zc, zr) = (params.zoom_cols, params.zoom_rows);
-        let ox = params.shift_cols - zc * cx;
-        let oy = params.shift_rows - zr * cy;
-        let (ax, bx, ex) = (cos * zc, -sin * zr, cos * ox - sin * oy + cx);
-        let (ay, by, ey) = (sin * zc, cos * zr, sin * ox + cos * oy + cy);
+        let [ax, bx, ex, ay, by, ey] = params.source_map(h, w);
         let (maxx, maxy) = ((w - 1) as f32, (h - 1) as f32);
         for r in 0..h {
             let sr = if params.flip_vertical { h - 1 - r } else { r } as f64;
@@ -364,13 +406,21 @@ impl Augmenter {
         rng: Option<&mut SplitMix64>,
         out: &mut [f32],
     ) {
-        let params = match rng {
-            Some(rng) if self.config.has_random_transform() => {
-                self.random_params(shape.0, shape.1, rng)
-            }
-            _ => TransformParams::identity(),
-        };
+        let params = self.params_for(shape, rng);
         self.apply_chw(img, shape, &params, out);
+    }
+
+    /// The transform of one image: drawn from `rng` when given (training) and the config
+    /// has a random transform, else none.
+    pub fn params_for(
+        &self,
+        (h, w, _): (usize, usize, usize),
+        rng: Option<&mut SplitMix64>,
+    ) -> TransformParams {
+        match rng {
+            Some(rng) if self.config.has_random_transform() => self.random_params(h, w, rng),
+            _ => TransformParams::identity(),
+        }
     }
 
     /// Keras `standardize` on an HWC f32 image in place (`channels` last).
@@ -384,7 +434,9 @@ impl Augmenter {
     }
 
     /// `(rescale, mean per channel, std + eps per channel)` with neutral values where off.
-    fn standardize_terms(&self, c: usize) -> (f32, Vec<f32>, Vec<f32>) {
+    /// `standardize`'s terms for `c` channels: each value becomes `(v * mul - sub[ch]) /
+    /// div[ch]`.
+    pub fn standardize_terms(&self, c: usize) -> (f32, Vec<f32>, Vec<f32>) {
         let mul = self.config.scale();
         let sub = match (&self.mean, self.config.featurewise_center) {
             (Some(m), true) if m.len() == c => m.clone(),

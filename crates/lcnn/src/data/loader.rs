@@ -149,6 +149,13 @@ impl BatchLoader {
     }
 }
 
+/// The generator of image `i`'s random transform in the epoch `cfg` describes (`None`
+/// without augmentation): it depends only on the seed, the epoch and the image.
+pub fn image_rng(cfg: &LoaderConfig, i: usize) -> Option<SplitMix64> {
+    cfg.augment
+        .then(|| SplitMix64::new(mix(&[cfg.seed, cfg.epoch as u64, i as u64])))
+}
+
 /// Builds batch `b` of the epoch described by `order`.
 pub fn make_batch(
     ds: &Dataset,
@@ -164,10 +171,7 @@ pub fn make_batch(
     let size = if cfg.images { ds.image_size() } else { 0 };
     let mut images = vec![0f32; indices.len() * size];
     for (out, &i) in images.chunks_exact_mut(size.max(1)).zip(&indices) {
-        let mut rng = cfg
-            .augment
-            .then(|| SplitMix64::new(mix(&[cfg.seed, cfg.epoch as u64, i as u64])));
-        aug.process_chw(ds.image(i), shape, rng.as_mut(), out);
+        aug.process_chw(ds.image(i), shape, image_rng(cfg, i).as_mut(), out);
     }
     Batch {
         labels: indices.iter().map(|&i| ds.labels[i]).collect(),

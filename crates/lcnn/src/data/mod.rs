@@ -10,6 +10,7 @@ pub mod augment;
 pub mod cifar;
 pub mod cifar10;
 pub mod dataset;
+pub mod device;
 pub mod dir;
 pub mod download;
 pub mod error;

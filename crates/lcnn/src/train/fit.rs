@@ -26,6 +26,8 @@ use crate::callbacks::{
     keys, plot_history, plot_roc, CsvLogger, EarlyStopping, Logs, ModelCheckpoint, Progress,
     ReduceLrOnPlateau, ROC_PNG,
 };
+use crate::data::device::DeviceDataset;
+use crate::data::loader::image_rng;
 use crate::data::{
     load, Augmenter, BatchLoader, ClassMode, Dataset, DatasetSpec, LoadOptions, LoaderConfig,
 };
@@ -59,7 +61,15 @@ pub struct FitOptions {
     /// Data parallelism (`--devices`): two or more devices, the first of them `device`, each
     /// taking a part of every batch ([`super::parallel`]; Burn's path). Empty: `device` alone.
     pub devices: Vec<Device>,
+    /// Keep the training images on the device and make each batch there
+    /// ([`crate::data::device`]; Burn's path on one device): `Some(true)` always (an error
+    /// when the augmentation has a rotation), `Some(false)` never, `None` on a GPU when the
+    /// images take at most [`DEVICE_DATA_LIMIT`] bytes and the augmentation allows it.
+    pub data_on_device: Option<bool>,
 }
+
+/// The most bytes of training images kept on a GPU when not asked ([`FitOptions`]).
+pub const DEVICE_DATA_LIMIT: usize = 2 << 30;
 
 /// What `fit` did.
 #[derive(Debug, Clone)]
@@ -112,6 +122,22 @@ pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainEr
         model = session.end_epoch(model, epoch, logs)?;
     }
     session.finish(model)
+}
+
+/// Whether the training images go to the device ([`FitOptions::data_on_device`]) on Burn's
+/// path with one device, or why they cannot go when asked.
+fn place_data(opts: &FitOptions, device: &Device, data: &FitData) -> Result<bool, String> {
+    let supported = DeviceDataset::supports(&data.augmenter);
+    match opts.data_on_device {
+        Some(false) => Ok(false),
+        Some(true) if !supported => Err(
+            "--data-on-device: a rotation (--rotation-range) is applied on the host only".into(),
+        ),
+        Some(true) => Ok(true),
+        None => Ok(*device != Device::flex()
+            && supported
+            && DeviceDataset::bytes(&data.train) <= DEVICE_DATA_LIMIT),
+    }
 }
 
 /// What takes the optimizer steps.
@@ -168,6 +194,8 @@ struct Session<'a> {
     first_trained: usize,
     /// The base's features, computed once, when the native engine trains only a classifier.
     bottleneck: Option<BottleneckCache>,
+    /// The training images on the device, when batches are made there.
+    device_data: Option<DeviceDataset>,
 }
 
 /// `--weights`: a safetensors file with every parameter (lcnn's, or phase one's), or a Keras
@@ -592,6 +620,31 @@ impl<'a> Session<'a> {
             }
             Trainer::Burn(optim, replicas)
         };
+        let on_device = match &trainer {
+            Trainer::Burn(_, None) => {
+                place_data(opts, &device, &data).map_err(TrainError::Config)?
+            }
+            _ if opts.data_on_device == Some(true) => {
+                return Err(TrainError::Config(
+                    "--data-on-device: batches are made on the device on Burn's path with one \
+                     device (a GPU, or --engine burn on the CPU)"
+                        .into(),
+                ))
+            }
+            _ => false,
+        };
+        let device_data = on_device.then(|| {
+            let on = DeviceDataset::upload(&data.train, &ad);
+            if !opts.quiet {
+                println!(
+                    "data on the device: {} training images ({:.0} MB); batches are selected, \
+                     augmented and standardized there",
+                    data.train.len(),
+                    DeviceDataset::bytes(&data.train) as f64 / 1e6
+                );
+            }
+            on
+        });
         // A run killed before its first epoch ended has no resume point: it starts over.
         save_config(&files, config)?;
         let csv = if state.epochs_done > 0 {
@@ -619,6 +672,7 @@ impl<'a> Session<'a> {
             hyper: config.optimizer.clone(),
             first_trained: freeze.unwrap_or(0),
             bottleneck,
+            device_data,
         };
         Ok((session, model))
     }
@@ -637,13 +691,15 @@ impl<'a> Session<'a> {
         if let Trainer::Burn(_, Some(replicas)) = &self.trainer {
             replicas.seed(epoch_seed);
         }
+        let loader_config = LoaderConfig::training(config.batch_size, config.seed, epoch);
         let loader = BatchLoader::new(
             self.data.train.clone(),
             self.data.augmenter.clone(),
             LoaderConfig {
-                // On cached bottleneck features the images themselves are not needed.
-                images: self.bottleneck.is_none(),
-                ..LoaderConfig::training(config.batch_size, config.seed, epoch)
+                // On cached bottleneck features, or with the images on the device, the host
+                // makes no images.
+                images: self.bottleneck.is_none() && self.device_data.is_none(),
+                ..loader_config.clone()
             },
         )?;
         self.progress.start_epoch(epoch, loader.num_batches());
@@ -691,10 +747,26 @@ impl<'a> Session<'a> {
                             &loss,
                         )?,
                         None => {
-                            let x = Tensor::<4>::from_data(
-                                TensorData::new(batch.images, batch.shape),
-                                &self.ad,
-                            );
+                            let x = match &self.device_data {
+                                // The loader's transforms of these images, applied there.
+                                Some(on) => {
+                                    let aug = &self.data.augmenter;
+                                    let shape = self.data.train.shape();
+                                    let params: Vec<_> = batch
+                                        .indices
+                                        .iter()
+                                        .map(|&i| {
+                                            let mut rng = image_rng(&loader_config, i);
+                                            aug.params_for(shape, rng.as_mut())
+                                        })
+                                        .collect();
+                                    on.batch(&batch.indices, &params, aug)
+                                }
+                                None => Tensor::<4>::from_data(
+                                    TensorData::new(batch.images, batch.shape),
+                                    &self.ad,
+                                ),
+                            };
                             forward_backward(&model, x, &batch.labels, &loss, 1.0)
                         }
                     };

@@ -1,7 +1,8 @@
 //! The GPU code path without a GPU: one epoch of `--device wgpu` training through Mesa's
 //! lavapipe (a Vulkan driver on the CPU) against the same epoch on the CPU, from the same
-//! initial weights; then the same step in mixed precision (f16, bf16) where the driver has
-//! the type.
+//! initial weights (the wgpu run makes its shifted, flipped batches on the device, the CPU run
+//! on the host); then the same step in mixed precision (f16, bf16) where the driver has the
+//! type.
 //!
 //! Needs the `wgpu` feature and a Vulkan driver (`apt-get install mesa-vulkan-drivers`), and
 //! takes minutes (lavapipe compiles every shader on the CPU), so it is ignored by default:
@@ -52,6 +53,15 @@ fn one_epoch_on_wgpu_matches_the_cpu_path() {
         init_weights: Some(init),
         engine: lcnn::engine::EngineKind::Burn,
         seed: 7,
+        // Shifted and flipped: on wgpu the batches are made on the device (the default
+        // there), on the CPU by the host's loader.
+        augment: lcnn::data::AugmentConfig {
+            width_shift_range: 0.1,
+            height_shift_range: 0.1,
+            horizontal_flip: true,
+            rescale: 1.0 / 255.0,
+            ..Default::default()
+        },
         ..TrainConfig::default()
     };
     let run = |name: &str, device: Device, config: &TrainConfig| {
@@ -62,6 +72,7 @@ fn one_epoch_on_wgpu_matches_the_cpu_path() {
             offline: true,
             device,
             devices: Vec::new(),
+            data_on_device: None,
         };
         fit(config, &opts).unwrap()
     };

@@ -56,6 +56,7 @@ fn opts(out: &Path, resume: bool) -> FitOptions {
         offline: true,
         device: Device::flex(),
         devices: Vec::new(),
+        data_on_device: None,
     }
 }
 
@@ -442,6 +443,49 @@ fn mixed_precision_trains_on_burns_path_and_resumes_exactly() {
         err.contains("--loss-scale") && err.contains("bf16"),
         "{err}"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn batches_made_on_the_device_train_exactly_as_the_hosts() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = temp("device-data");
+    synthetic_folder(&dir.join("data"), 24);
+    // LCNN on Burn's path with every transform the device makes: the same draws, the same
+    // arithmetic, so the same weights to the bit.
+    let mut cfg = config(&dir.join("data"), 2);
+    cfg.engine = lcnn::engine::EngineKind::Burn;
+    cfg.augment.width_shift_range = 0.2;
+    cfg.augment.height_shift_range = 0.1;
+    cfg.augment.zoom_range = 0.1;
+    cfg.augment.horizontal_flip = true;
+    let on_device = |out: &str, cfg: &TrainConfig| {
+        let opts = FitOptions {
+            data_on_device: Some(true),
+            ..opts(&dir.join(out), false)
+        };
+        fit(cfg, &opts)
+    };
+    let host = fit(&cfg, &opts(&dir.join("host"), false)).unwrap();
+    let device = on_device("device", &cfg).unwrap();
+    for (a, b) in host.history.iter().zip(&device.history) {
+        for key in ["loss", "accuracy", "val_loss", "val_accuracy"] {
+            assert_eq!(a[key], b[key], "{key}");
+        }
+    }
+    same_weights(
+        &dir.join("host/model.safetensors"),
+        &dir.join("device/model.safetensors"),
+        "batches made on the device",
+    );
+    // A rotation is made on the host only, and the native engine has no device: both refused.
+    let mut rotate = cfg.clone();
+    rotate.augment.rotation_range = 10.0;
+    let err = on_device("rotate", &rotate).unwrap_err().to_string();
+    assert!(err.contains("--rotation-range"), "{err}");
+    cfg.engine = lcnn::engine::EngineKind::Native;
+    let err = on_device("native", &cfg).unwrap_err().to_string();
+    assert!(err.contains("--engine burn"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
