@@ -85,22 +85,13 @@ fn check(cfg: &BenchConfig) -> Result<(), BenchError> {
             cfg.dtype
         )));
     }
-    if cfg.precision != Precision::F32 {
-        if native {
-            return Err(BenchError::Config(format!(
-                "the native engine computes in f32; --precision {} needs --engine burn or a GPU \
-                 device",
-                cfg.precision
-            )));
-        }
-        if cfg.dtype != FloatDType::F32 {
-            return Err(BenchError::Config(
-                "--precision is mixed precision over f32 weights: it goes with --dtype f32".into(),
-            ));
-        }
-        cfg.precision
-            .check_device(&cfg.device)
-            .map_err(BenchError::Config)?;
+    cfg.precision
+        .check_run(native, &[&cfg.device])
+        .map_err(BenchError::Config)?;
+    if cfg.precision != Precision::F32 && cfg.dtype != FloatDType::F32 {
+        return Err(BenchError::Config(
+            "--precision is mixed precision over f32 weights: it goes with --dtype f32".into(),
+        ));
     }
     Ok(())
 }

@@ -3,8 +3,8 @@
 //! host between steps (Keras' `ImageDataGenerator` transforms without rotation, the separable
 //! ones).
 //!
-//! The host only draws each image's transform (the same draws as the batch loader's, from the
-//! seed, the epoch and the image) and turns it into per-column and per-row source tables
+//! The host's batch loader only draws each image's transform ([`super::Batch::transforms`],
+//! from the seed, the epoch and the image), which the host turns into per-column and per-row source tables
 //! (`N * (H + W)` numbers); the device gathers along the width, then along the height, with
 //! [`super::Augmenter::apply_chw`]'s bilinear weights and arithmetic, so a batch is the host's
 //! batch.
@@ -137,7 +137,7 @@ impl Taps {
 mod tests {
     use super::*;
     use crate::data::augment::AugmentConfig;
-    use crate::data::loader::{image_rng, LoaderConfig};
+    use crate::data::loader::{make_batch, LoaderConfig};
 
     fn dataset(n: usize, (h, w, c): (usize, usize, usize)) -> Dataset {
         let images = (0..n * h * w * c)
@@ -156,22 +156,14 @@ mod tests {
         let device = Device::flex();
         let on_device = DeviceDataset::upload(&ds, &device);
         let cfg = LoaderConfig::training(4, 11, 3);
-        let indices = [5usize, 0, 3, 3];
-        let params: Vec<TransformParams> = indices
-            .iter()
-            .map(|&i| aug.params_for(shape, image_rng(&cfg, i).as_mut()))
-            .collect();
+        let order = [5usize, 0, 3, 3];
+        let host = make_batch(&ds, &aug, &order, 0, &cfg);
         let got = on_device
-            .batch(&indices, &params, &aug)
+            .batch(&host.indices, &host.transforms, &aug)
             .into_data()
             .try_to_vec::<f32>()
             .unwrap();
-        let size = ds.image_size();
-        let mut want = vec![0f32; indices.len() * size];
-        for ((out, &i), p) in want.chunks_exact_mut(size).zip(&indices).zip(&params) {
-            aug.apply_chw(ds.image(i), shape, p, out);
-        }
-        assert_eq!(got, want, "{:?}", aug.config);
+        assert_eq!(got, host.images, "{:?}", aug.config);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use super::augment::Augmenter;
+use super::augment::{Augmenter, TransformParams};
 use super::dataset::Dataset;
 use super::error::DataError;
 use super::rng::{mix, permutation, SplitMix64};
@@ -29,6 +29,9 @@ pub struct Batch {
     pub shape: [usize; 4],
     /// Dataset index of each image.
     pub indices: Vec<usize>,
+    /// Each image's transform (identity without augmentation): what `images` applied, or
+    /// what a consumer that makes the images elsewhere applies ([`crate::data::device`]).
+    pub transforms: Vec<TransformParams>,
 }
 
 /// How an epoch is cut into batches.
@@ -151,7 +154,7 @@ impl BatchLoader {
 
 /// The generator of image `i`'s random transform in the epoch `cfg` describes (`None`
 /// without augmentation): it depends only on the seed, the epoch and the image.
-pub fn image_rng(cfg: &LoaderConfig, i: usize) -> Option<SplitMix64> {
+fn image_rng(cfg: &LoaderConfig, i: usize) -> Option<SplitMix64> {
     cfg.augment
         .then(|| SplitMix64::new(mix(&[cfg.seed, cfg.epoch as u64, i as u64])))
 }
@@ -170,8 +173,16 @@ pub fn make_batch(
     let shape = ds.shape();
     let size = if cfg.images { ds.image_size() } else { 0 };
     let mut images = vec![0f32; indices.len() * size];
-    for (out, &i) in images.chunks_exact_mut(size.max(1)).zip(&indices) {
-        aug.process_chw(ds.image(i), shape, image_rng(cfg, i).as_mut(), out);
+    let transforms: Vec<TransformParams> = indices
+        .iter()
+        .map(|&i| aug.params_for(shape, image_rng(cfg, i).as_mut()))
+        .collect();
+    for ((out, &i), params) in images
+        .chunks_exact_mut(size.max(1))
+        .zip(&indices)
+        .zip(&transforms)
+    {
+        aug.apply_chw(ds.image(i), shape, params, out);
     }
     Batch {
         labels: indices.iter().map(|&i| ds.labels[i]).collect(),
@@ -179,6 +190,7 @@ pub fn make_batch(
         shape: [indices.len(), ds.channels, ds.height, ds.width],
         images,
         indices,
+        transforms,
     }
 }
 

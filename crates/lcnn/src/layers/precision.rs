@@ -56,6 +56,22 @@ impl Precision {
         self == Precision::F16
     }
 
+    /// Whether a run can compute in this precision: not on lcnn's native CPU engine (`native`,
+    /// f32 only), and only on devices that have the type; an error that says which.
+    pub fn check_run(self, native: bool, devices: &[&burn::tensor::Device]) -> Result<(), String> {
+        if self == Precision::F32 {
+            return Ok(());
+        }
+        if native {
+            return Err(format!(
+                "--precision {self}: lcnn's native CPU engine computes in f32; mixed precision \
+                 runs on Burn's path (a GPU device, or --engine burn on the CPU, where half \
+                 precision is emulated and slower than f32)"
+            ));
+        }
+        devices.iter().try_for_each(|d| self.check_device(d))
+    }
+
     /// An error naming the device and the type when `device` cannot compute in it.
     pub fn check_device(self, device: &burn::tensor::Device) -> Result<(), String> {
         match self.compute() {

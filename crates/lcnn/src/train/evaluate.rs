@@ -122,6 +122,14 @@ impl LossTerms {
     }
 }
 
+/// The native engine for `network` when it can run it: on the CPU, in f32 (a network in mixed
+/// precision stays on Burn's path), with layers the engine has.
+fn native_engine(network: &Network, device: &Device) -> Option<Engine> {
+    (*device == Device::flex() && network.compute.is_none())
+        .then(|| Engine::from_network(network).ok())
+        .flatten()
+}
+
 /// Evaluates an inference-mode network (`network.valid()`) on `dataset`, preprocessing with
 /// `augmenter` (no random transform). `classes` is the model's output count (1 = sigmoid). On
 /// the CPU it runs on the native engine ([`crate::engine`]) when that can run the model (in f32:
@@ -142,11 +150,7 @@ pub fn evaluate(
     let penalty = crate::weights::l2_penalty(network, terms.first_trained, terms.l2)
         .map_or(0.0, |p| p.into_scalar::<f32>() as f64);
     let ls = terms.label_smoothing;
-    // The native engine computes in f32: a network in mixed precision stays on Burn's path.
-    let engine = match *device == Device::flex() && network.compute.is_none() {
-        true => Engine::from_network(network).ok(),
-        false => None,
-    };
+    let engine = native_engine(network, device);
     let mut r = if let Some(mut engine) = engine {
         engine.set_loss(ls, 0.0);
         evaluate_native(&mut engine, dataset, augmenter, batch_size, eer)?
@@ -244,11 +248,7 @@ pub fn predict_files(
         .parse()
         .unwrap_or(Interpolation::Nearest);
     let aug = run.preprocess.augmenter();
-    let mut engine = if *device == Device::flex() && run.network.compute.is_none() {
-        Engine::from_network(&run.network).ok()
-    } else {
-        None
-    };
+    let mut engine = native_engine(&run.network, device);
     let mut out = Vec::with_capacity(files.len());
     let audio = &run.config.audio.features;
     for file in files {

@@ -27,12 +27,10 @@ use crate::callbacks::{
     ReduceLrOnPlateau, ROC_PNG,
 };
 use crate::data::device::DeviceDataset;
-use crate::data::loader::image_rng;
 use crate::data::{
     load, Augmenter, BatchLoader, ClassMode, Dataset, DatasetSpec, LoadOptions, LoaderConfig,
 };
 use crate::engine::{Engine, EngineKind};
-use crate::layers::precision::Precision;
 use crate::models::{Layer, ModelConfig, Network, Shape};
 use crate::weights::{
     export, import, import_present, safetensors, scale_trainable, unscale_gradients, NamedTensor,
@@ -124,17 +122,28 @@ pub fn fit(config: &TrainConfig, opts: &FitOptions) -> Result<FitReport, TrainEr
     session.finish(model)
 }
 
-/// Whether the training images go to the device ([`FitOptions::data_on_device`]) on Burn's
-/// path with one device, or why they cannot go when asked.
-fn place_data(opts: &FitOptions, device: &Device, data: &FitData) -> Result<bool, String> {
+/// Whether the training images go to the device ([`FitOptions::data_on_device`]), which needs
+/// Burn's path on one device (`one_burn_device`), or why they cannot go when asked.
+fn place_data(
+    opts: &FitOptions,
+    one_burn_device: bool,
+    device: &Device,
+    data: &FitData,
+) -> Result<bool, String> {
     let supported = DeviceDataset::supports(&data.augmenter);
     match opts.data_on_device {
         Some(false) => Ok(false),
+        Some(true) if !one_burn_device => Err(
+            "--data-on-device: batches are made on the device on Burn's path with one device \
+             (a GPU, or --engine burn on the CPU)"
+                .into(),
+        ),
         Some(true) if !supported => Err(
             "--data-on-device: a rotation (--rotation-range) is applied on the host only".into(),
         ),
         Some(true) => Ok(true),
-        None => Ok(*device != Device::flex()
+        None => Ok(one_burn_device
+            && *device != Device::flex()
             && supported
             && DeviceDataset::bytes(&data.train) <= DEVICE_DATA_LIMIT),
     }
@@ -525,12 +534,7 @@ impl<'a> Session<'a> {
             stopped: false,
             reduce_lr: callbacks.reduce_lr.as_ref().map(|r| r.state()),
             learning_rate: None,
-            loss_scale: match config.precision.scales_loss() {
-                true => {
-                    Some(LossScale::starting_at(config.loss_scale).map_err(TrainError::Config)?)
-                }
-                false => None,
-            },
+            loss_scale: None,
         };
         let mut es_best = None;
         let mut slots = Vec::new();
@@ -543,11 +547,11 @@ impl<'a> Session<'a> {
             slots = resumed.slots;
             record = resumed.record;
             callbacks.resume(config, &state)?;
-            if config.precision.scales_loss() && state.loss_scale.is_none() {
-                let start =
-                    LossScale::starting_at(config.loss_scale).map_err(TrainError::Config)?;
-                state.loss_scale = Some(start);
-            }
+        }
+        // f16's loss scale: the resume point's, else the starting one.
+        if config.precision.scales_loss() && state.loss_scale.is_none() {
+            let start = LossScale::starting_at(config.loss_scale).map_err(TrainError::Config)?;
+            state.loss_scale = Some(start);
         }
         // The native engine trains on the CPU (GPU devices always take Burn's path); it starts
         // from the network's weights and, on resume, its own optimizer slots.
@@ -563,23 +567,12 @@ impl<'a> Session<'a> {
             _ => Some(Replicas::new(&opts.devices)?),
         };
         let native = replicas.is_none() && config.engine.on(&device) == EngineKind::Native;
-        if config.precision != Precision::F32 {
-            if native {
-                return Err(TrainError::Config(format!(
-                    "--precision {}: lcnn's native CPU engine computes in f32; mixed precision \
-                     runs on Burn's path (a GPU device, or --engine burn on the CPU, where half \
-                     precision is emulated and slower than f32)",
-                    config.precision
-                )));
-            }
-            for d in std::iter::once(&device).chain(&opts.devices) {
-                config
-                    .precision
-                    .check_device(d)
-                    .map_err(TrainError::Config)?;
-            }
-            model = model.with_precision(config.precision);
-        }
+        let devices: Vec<&Device> = std::iter::once(&device).chain(&opts.devices).collect();
+        config
+            .precision
+            .check_run(native, &devices)
+            .map_err(TrainError::Config)?;
+        model = model.with_precision(config.precision);
         let trainer = if native {
             let mut engine = Engine::from_network(&model)?;
             let reg = config.regularization;
@@ -620,19 +613,9 @@ impl<'a> Session<'a> {
             }
             Trainer::Burn(optim, replicas)
         };
-        let on_device = match &trainer {
-            Trainer::Burn(_, None) => {
-                place_data(opts, &device, &data).map_err(TrainError::Config)?
-            }
-            _ if opts.data_on_device == Some(true) => {
-                return Err(TrainError::Config(
-                    "--data-on-device: batches are made on the device on Burn's path with one \
-                     device (a GPU, or --engine burn on the CPU)"
-                        .into(),
-                ))
-            }
-            _ => false,
-        };
+        let one_burn_device = matches!(trainer, Trainer::Burn(_, None));
+        let on_device =
+            place_data(opts, one_burn_device, &device, &data).map_err(TrainError::Config)?;
         let device_data = on_device.then(|| {
             let on = DeviceDataset::upload(&data.train, &ad);
             if !opts.quiet {
@@ -691,7 +674,6 @@ impl<'a> Session<'a> {
         if let Trainer::Burn(_, Some(replicas)) = &self.trainer {
             replicas.seed(epoch_seed);
         }
-        let loader_config = LoaderConfig::training(config.batch_size, config.seed, epoch);
         let loader = BatchLoader::new(
             self.data.train.clone(),
             self.data.augmenter.clone(),
@@ -699,7 +681,7 @@ impl<'a> Session<'a> {
                 // On cached bottleneck features, or with the images on the device, the host
                 // makes no images.
                 images: self.bottleneck.is_none() && self.device_data.is_none(),
-                ..loader_config.clone()
+                ..LoaderConfig::training(config.batch_size, config.seed, epoch)
             },
         )?;
         self.progress.start_epoch(epoch, loader.num_batches());
@@ -749,19 +731,11 @@ impl<'a> Session<'a> {
                         None => {
                             let x = match &self.device_data {
                                 // The loader's transforms of these images, applied there.
-                                Some(on) => {
-                                    let aug = &self.data.augmenter;
-                                    let shape = self.data.train.shape();
-                                    let params: Vec<_> = batch
-                                        .indices
-                                        .iter()
-                                        .map(|&i| {
-                                            let mut rng = image_rng(&loader_config, i);
-                                            aug.params_for(shape, rng.as_mut())
-                                        })
-                                        .collect();
-                                    on.batch(&batch.indices, &params, aug)
-                                }
+                                Some(on) => on.batch(
+                                    &batch.indices,
+                                    &batch.transforms,
+                                    &self.data.augmenter,
+                                ),
                                 None => Tensor::<4>::from_data(
                                     TensorData::new(batch.images, batch.shape),
                                     &self.ad,

@@ -329,15 +329,30 @@ mod tests {
         scale: 1.0,
     };
 
-    /// Two steps of `optimizer` on `devices`, from the same initial weights.
+    /// The initial weights of `spec(with_bn)`, drawn once: tests in other threads draw from
+    /// the same device generator, so reseeding it does not give the same weights twice.
+    fn initial(with_bn: bool, seed: u64) -> Vec<crate::weights::NamedTensor> {
+        let ad = Device::flex().autodiff();
+        ad.seed(seed);
+        export(&Network::new(&spec(with_bn), &ad).unwrap())
+    }
+
+    /// A fresh network of `spec(with_bn)` holding `weights`.
+    fn network(with_bn: bool, weights: &[crate::weights::NamedTensor]) -> Network {
+        let ad = Device::flex().autodiff();
+        let model = Network::new(&spec(with_bn), &ad).unwrap();
+        crate::weights::import(model, weights.to_vec(), true, std::path::Path::new("test")).unwrap()
+    }
+
+    /// Two steps of `optimizer` on `devices`, from `init`.
     fn two_steps(
         devices: &[Device],
         optimizer: &crate::train::OptimizerConfig,
         n: usize,
+        init: &[crate::weights::NamedTensor],
     ) -> Vec<crate::weights::NamedTensor> {
         let ad = Device::flex().autodiff();
-        ad.seed(3);
-        let mut model = Network::new(&spec(false), &ad).unwrap();
+        let mut model = network(false, init);
         let replicas = (devices.len() > 1).then(|| Replicas::new(devices).unwrap());
         let mut optim = optimizer.init();
         for step in 0..2 {
@@ -368,9 +383,10 @@ mod tests {
         };
         for optimizer in [OptimizerConfig::adam(), sgd] {
             let cpu = Device::flex();
-            let one = two_steps(std::slice::from_ref(&cpu), &optimizer, 7);
-            let two = two_steps(&[cpu.clone(), cpu.clone()], &optimizer, 7);
-            let three = two_steps(&[cpu.clone(), cpu.clone(), cpu], &optimizer, 7);
+            let init = initial(false, 3);
+            let one = two_steps(std::slice::from_ref(&cpu), &optimizer, 7, &init);
+            let two = two_steps(&[cpu.clone(), cpu.clone()], &optimizer, 7, &init);
+            let three = two_steps(&[cpu.clone(), cpu.clone(), cpu], &optimizer, 7, &init);
             same_within(&one, &two);
             same_within(&one, &three);
         }
@@ -398,9 +414,9 @@ mod tests {
         // One step of the two-device run on a batch of 8 equals the mean of one-device steps
         // on its halves for the moving statistics (each half's own batch statistics).
         let ad = Device::flex().autodiff();
+        let init = initial(true, 5);
         let stats = |devices: &[Device], lo: usize, hi: usize| {
-            ad.seed(5);
-            let model = Network::new(&spec(true), &ad).unwrap();
+            let model = network(true, &init);
             let (images, shape, labels) = batch(8);
             let per = images.len() / 8;
             let images = images[lo * per..hi * per].to_vec();
@@ -449,8 +465,10 @@ mod tests {
     fn fewer_images_than_devices_and_one_device_are_handled() {
         assert!(Replicas::new(&[Device::flex()]).is_err());
         let adam = crate::train::OptimizerConfig::adam();
-        let one = two_steps(&[Device::flex()], &adam, 1);
-        let three = two_steps(&[Device::flex(), Device::flex(), Device::flex()], &adam, 1);
+        let init = initial(false, 3);
+        let one = two_steps(&[Device::flex()], &adam, 1, &init);
+        let flex3 = [Device::flex(), Device::flex(), Device::flex()];
+        let three = two_steps(&flex3, &adam, 1, &init);
         same_within(&one, &three);
     }
 
