@@ -417,3 +417,91 @@ fn batch_norm_recalibration_averages_batch_statistics_on_both_engines() {
         assert!((new[ch] as f64 - want).abs() < 1e-6, "momentum {ch}");
     }
 }
+
+/// The engine's result does not depend on the thread count: work is cut into fixed chunks of
+/// images and reduced in a fixed order, so a run on one thread (several seeds side by side on a
+/// small machine) ends with the very weights of a run on every core. Two Adam steps with
+/// dropout, label smoothing, L2 and weight decay, on one thread and on six, compared to the
+/// bit: the loss, the gradients, then every weight and moving statistic.
+#[test]
+fn a_step_does_not_depend_on_the_thread_count() {
+    let _turn = crate::train::TRAINING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let cases = [
+        (ModelName::Lcnn, Shape::Image { h: 32, w: 32, c: 3 }, 10),
+        (ModelName::AllConv, Shape::Image { h: 16, w: 16, c: 3 }, 10),
+        (ModelName::Separable, Shape::Image { h: 40, w: 40, c: 3 }, 4),
+    ];
+    for (model, input, classes) in cases {
+        let spec = ModelConfig::new(model, input, classes).spec().unwrap();
+        // Parameters of an autodiff device are trainable (on a plain one they are frozen).
+        let device = Device::flex().autodiff();
+        device.seed(5);
+        let net = Network::new(&spec, &device).unwrap();
+        let initial = export(&net);
+        let Shape::Image { h, w, c } = input else {
+            unreachable!()
+        };
+        // More images than one chunk, so that the chunks are spread over the threads.
+        let n = 40;
+        let x = batch(n, c, h, w);
+        let labels: Vec<u32> = (0..n as u32)
+            .map(|i| (i * 7 + 1) % classes as u32)
+            .collect();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                assert_eq!(lcnn::engine::threads(), threads);
+                let mut engine = Engine::from_network(&net).unwrap();
+                engine.set_loss(0.1, 1e-4);
+                let mut losses = Vec::new();
+                for step in 0..2u64 {
+                    let (loss, _) = engine
+                        .train_step(
+                            &x,
+                            [n, c, h, w],
+                            &labels,
+                            &OptimizerConfig::adam(),
+                            1e-3,
+                            5e-5,
+                            step,
+                        )
+                        .unwrap();
+                    losses.push(loss);
+                }
+                (losses, engine.gradients(), engine.export())
+            })
+        };
+        let (one, six) = (run(1), run(6));
+        assert_eq!(one.0, six.0, "{model:?}: losses");
+        assert!(
+            one.0.iter().all(|l| l.is_finite()),
+            "{model:?}: {:?}",
+            one.0
+        );
+        let moved = |name: &str| {
+            let before = initial.iter().find(|t| t.name == name).unwrap();
+            let after = one.2.iter().find(|t| t.name == name).unwrap();
+            before.data != after.data
+        };
+        assert!(
+            one.1.len() >= 4 && one.1.iter().all(|g| moved(&g.name)),
+            "{model:?}: every trainable parameter takes the steps"
+        );
+        for (a, b) in one.1.iter().chain(&one.2).zip(six.1.iter().chain(&six.2)) {
+            assert_eq!(a.name, b.name);
+            assert!(
+                a.data
+                    .iter()
+                    .zip(&b.data)
+                    .all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{model:?}: {} differs between one thread and six",
+                a.name
+            );
+        }
+    }
+}
