@@ -28,14 +28,14 @@ log "lcnn $(cat .gpu/commit), CIFAR-10 at $CIFAR"
 
 log "1. side by side"
 LCNN_BINS="wgpu=$W/lcnn" DTYPES=${DTYPES:-"f32 mixed-f16"} PRECISIONS=${PRECISIONS:-"fp32 bf16"} \
-    COLD_S=${COLD_S:-150} WARM_S=${WARM_S:-60} STEPS=${STEPS:-20} \
-    timeout -k 5 ${SIDE_LIMIT:-260} bash bench/gpu_side_by_side.sh $W/side >$W/side.log 2>&1
+    COLD_S=${COLD_S:-150} WARM_S=${WARM_S:-50} STEPS=${STEPS:-20} \
+    timeout -k 5 ${SIDE_LIMIT:-330} bash bench/gpu_side_by_side.sh $W/side >$W/side.log 2>&1
 cp $W/side/table.md "$OUT/side_by_side.md" 2>/dev/null
 tail -c 20000 $W/side/log.txt >"$OUT/side_log.txt" 2>/dev/null
 log "$(cat "$OUT/side_by_side.md" 2>/dev/null)"
 
 log "2. All-CNN-C on CIFAR-10 against the clock"
-LCNN=$W/lcnn DATA="$CIFAR" EPOCHS=${EPOCHS:-12} LIMIT=${ALLCONV_LIMIT:-240} \
+LCNN=$W/lcnn DATA="$CIFAR" EPOCHS=${EPOCHS:-8} LIMIT=${ALLCONV_LIMIT:-200} \
     bash bench/gpu_allconv_cifar.sh $W/allconv >/dev/null 2>&1
 cp $W/allconv/summary.txt "$OUT/allconv_summary.txt" 2>/dev/null
 cp $W/allconv/history.csv "$OUT/allconv_history.csv" 2>/dev/null
