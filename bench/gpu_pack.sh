@@ -2,7 +2,8 @@
 # Prepares, on a machine without a GPU, everything one call of the device tool needs for
 # bench/gpu_session.sh: the lcnn binary built with `--features wgpu`, stripped and xz'd, the
 # MNIST files and the CIFAR-10 JPEG archive, in the git-ignored folder .gpu/ (carry it with
-# .gl/, Debian's Vulkan loader packages: /work/.library/device/README.md). About 45 MB.
+# .gl/, Debian's Vulkan loader packages: /work/.library/device/README.md). The data is 31 MB;
+# the script prints the folder's size.
 #
 #   bench/gpu_pack.sh [SHARED]     # SHARED: the data folder (default ../shared)
 set -euo pipefail
