@@ -2,7 +2,7 @@
 //! killed with SIGKILL then resumed, which must end with the same weights as an uninterrupted
 //! run; eval and predict on the result.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -117,11 +117,12 @@ fn bad_arguments_exit_2_with_one_line() {
     }
 }
 
-fn temp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lcnn-cli-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A scratch folder, removed when dropped (also when the test fails).
+fn temp(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("lcnn-cli-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn train_args<'a>(data: &'a str, out: &'a str) -> Vec<&'a str> {
@@ -156,7 +157,8 @@ fn rows(history: &Path) -> usize {
 
 #[test]
 fn sigkill_then_resume_matches_an_uninterrupted_run() {
-    let dir = temp("resume");
+    let tmp = temp("resume");
+    let dir = tmp.path();
     lcnn::data::synthetic::write_halves_folder(&dir.join("data"), 24, 16).unwrap();
     let data = format!("images:{}", dir.join("data").display());
     let (full, killed) = (dir.join("full"), dir.join("killed"));
@@ -220,7 +222,6 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
         out.contains("000.png: ") && out.contains("left ") && out.contains("right "),
         "{out}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -280,14 +281,15 @@ fn import_keras_then_summary_and_eval_agree_with_the_numpy_reference() {
     .unwrap();
     let pixels = std::fs::read(fixtures.join("keras_cifar10_cnn_pixels.u8")).unwrap();
     let weights = std::env::var_os("LCNN_TEST_WEIGHTS")
-        .map(PathBuf::from)
+        .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(concat!(
+            std::path::PathBuf::from(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/../../../shared/weights"
             ))
         });
-    let dir = temp("keras");
+    let tmp = temp("keras");
+    let dir = tmp.path();
     let run = dir.join("run");
     let classes = "airplane,automobile,bird,cat,deer,dog,frog,horse,ship,truck";
     let h5 = weights.join("keras-cifar10-cnn/cnn_model.h5");
@@ -343,5 +345,4 @@ fn import_keras_then_summary_and_eval_agree_with_the_numpy_reference() {
     let out = lcnn(&["eval", "--run", run.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("give --dataset"), "{}", stderr(&out));
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,6 +4,7 @@
 //! protocol files, the feature cache and bad files; and a run that logs, monitors and plots
 //! the EER end to end.
 
+use crate::scratch;
 use std::path::{Path, PathBuf};
 
 use lcnn::audio::dataset::{features_of, load, AudioOptions};
@@ -27,13 +28,6 @@ fn floats(v: &serde_json::Value) -> Vec<f64> {
         .iter()
         .map(|x| x.as_f64().unwrap())
         .collect()
-}
-
-fn temp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lcnn-audio-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 /// A 16-bit PCM mono WAV file.
@@ -269,7 +263,8 @@ fn small_features() -> FeatureConfig {
 
 #[test]
 fn audio_folders_protocols_the_cache_and_bad_files() {
-    let dir = temp("folders");
+    let tmp = scratch("folders");
+    let dir = tmp.path();
     let root = dir.join("corpus");
     write_spoof_folder(&root, 4);
     let opts = AudioOptions {
@@ -377,7 +372,6 @@ fn audio_folders_protocols_the_cache_and_bad_files() {
     std::fs::write(&bad, b"not a wav file at all").unwrap();
     let e = load(&root, &opts).unwrap_err().to_string();
     assert!(e.contains("u01.wav") && e.contains("WAV or FLAC"), "{e}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// LCNN on an audio folder: `val_eer` in the history and monitored by early stopping and the
@@ -391,7 +385,8 @@ fn a_run_on_audio_logs_monitors_and_plots_the_eer() {
     let _turn = crate::train::TRAINING
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    let dir = temp("run");
+    let tmp = scratch("run");
+    let dir = tmp.path();
     let root = dir.join("corpus");
     write_spoof_folder(&root, 8);
     let monitor = |m: &str| m.to_string();
@@ -462,5 +457,4 @@ fn a_run_on_audio_logs_monitors_and_plots_the_eer() {
         let total: f32 = pred.top.iter().map(|t| t.1).sum();
         assert!((total - 1.0).abs() < 1e-4, "{:?}", pred.top);
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }

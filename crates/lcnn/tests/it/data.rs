@@ -6,8 +6,10 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+
+use crate::scratch;
+use tempfile::TempDir;
 
 use flate2::read::GzDecoder;
 use lcnn::data::{
@@ -21,29 +23,6 @@ fn shared_data() -> PathBuf {
         .unwrap_or_else(|| {
             PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data"))
         })
-}
-
-/// A fresh folder under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("lcnn-it-{tag}-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 fn offline(data_dir: &Path) -> LoadOptions {
@@ -103,7 +82,7 @@ fn mnist_loads_from_the_shared_data() {
 
 /// A temp data dir with `mnist/` holding the small t10k files under all four names.
 fn small_mnist() -> TempDir {
-    let t = TempDir::new("mnist");
+    let t = scratch("mnist");
     let src = shared_data().join("mnist");
     let dst = t.path().join("mnist");
     fs::create_dir_all(&dst).unwrap();
@@ -315,7 +294,7 @@ fn record(label: u8) -> Vec<u8> {
 /// `DIR/cifar10/cifar-10-batches-bin/` with six batches of 10000 records (sparse zero files:
 /// label 0, black) where record `i` of batch `b` is `record(((b + i) % 10))` for i < 3.
 fn cifar_batches() -> TempDir {
-    let t = TempDir::new("cifar");
+    let t = scratch("cifar");
     let dir = t.path().join("cifar10/cifar-10-batches-bin");
     fs::create_dir_all(&dir).unwrap();
     for (b, name) in BATCHES.iter().enumerate() {
@@ -460,7 +439,7 @@ fn cifar_batch_with_missing_records_or_bad_labels_is_reported() {
 
 #[test]
 fn cifar_missing_offline_names_the_archive_url_and_folder() {
-    let t = TempDir::new("cifar-missing");
+    let t = scratch("cifar-missing");
     load_err(
         &DatasetSpec::Cifar10,
         &offline(t.path()),
@@ -582,7 +561,7 @@ fn image_folder_target_size_and_color_mode() {
 
 /// A small image folder: `train/{a,b}/` and `test/{a,b}/` with 3 real JPEGs each.
 fn small_folder() -> TempDir {
-    let t = TempDir::new("folder");
+    let t = scratch("folder");
     let src = cifar_jpg_subset();
     for split in ["train", "test"] {
         for (class, from) in [("a", "cat"), ("b", "dog")] {
@@ -695,7 +674,7 @@ fn image_folder_structure_problems_are_reported() {
         &offline(t.path()),
         &["train", "does not exist"],
     );
-    let t = TempDir::new("noclass");
+    let t = scratch("noclass");
     fs::create_dir_all(t.path().join("train")).unwrap();
     load_err(
         &images(t.path()),

@@ -24,8 +24,8 @@ use super::train::{
 #[ignore = "needs a Vulkan driver (lavapipe: apt-get install mesa-vulkan-drivers) and minutes"]
 fn one_epoch_on_wgpu_matches_the_cpu_path() {
     let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = std::env::temp_dir().join(format!("lcnn-it-wgpu-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = crate::scratch("wgpu");
+    let dir = tmp.path();
     synthetic_folder(&dir.join("data"), 24);
     // LCNN (convolutions, MFM, pooling, BatchNorm) without dropout, whose masks each device
     // draws from its own generator; the initial weights come from one file.
@@ -116,5 +116,4 @@ fn one_epoch_on_wgpu_matches_the_cpu_path() {
             tol,
         );
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -10,3 +10,12 @@ mod gpu;
 mod keras;
 mod pytorch;
 mod train;
+
+/// A scratch folder under the system temp dir (`lcnn-it-<tag>-XXXXXX`), removed when dropped,
+/// also when the test fails.
+pub fn scratch(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("lcnn-it-{tag}-"))
+        .tempdir()
+        .unwrap()
+}

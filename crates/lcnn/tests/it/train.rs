@@ -2,6 +2,7 @@
 //! same weights as an uninterrupted one, a diverging run stops cleanly, frozen layers do not
 //! move.
 
+use crate::scratch;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
@@ -16,13 +17,6 @@ use lcnn::weights::{export, safetensors};
 /// The synthetic two-class folder (16x16 grayscale).
 pub fn synthetic_folder(dir: &Path, per_class: usize) {
     lcnn::data::synthetic::write_halves_folder(dir, per_class, 16).unwrap();
-}
-
-fn temp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lcnn-it-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 fn config(data: &Path, epochs: usize) -> TrainConfig {
@@ -71,7 +65,8 @@ fn parallel_opts(out: &Path, resume: bool, n: usize) -> FitOptions {
 #[test]
 fn allconv_learns_a_synthetic_folder_and_writes_the_run_folder() {
     let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = temp("learn");
+    let tmp = scratch("learn");
+    let dir = tmp.path();
     synthetic_folder(&dir.join("data"), 48);
     let out = dir.join("run");
     // All-CNN-C has no BatchNorm, whose moving statistics (Keras momentum 0.99) need a few
@@ -122,7 +117,6 @@ fn allconv_learns_a_synthetic_folder_and_writes_the_run_folder() {
         .err()
         .expect("loading a missing best.safetensors must fail");
     assert!(err.to_string().contains("best.safetensors"), "{err}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Asserts two weight files hold identical tensors, naming the first that differs.
@@ -187,7 +181,8 @@ fn resumed_run_ends_with_the_same_weights_on_burns_path() {
 
 fn resumed_run_matches(engine: lcnn::engine::EngineKind) {
     let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = temp(&format!("resume-{}", engine.name()));
+    let tmp = scratch(&format!("resume-{}", engine.name()));
+    let dir = tmp.path();
     synthetic_folder(&dir.join("data"), 24);
     let mut cfg = config(&dir.join("data"), 3);
     cfg.engine = engine;
@@ -199,7 +194,7 @@ fn resumed_run_matches(engine: lcnn::engine::EngineKind) {
     // Dropout and augmentation draw random numbers too.
     cfg.augment.width_shift_range = 0.1;
     cfg.augment.horizontal_flip = true;
-    full_and_resumed(&cfg, &dir, 1);
+    full_and_resumed(&cfg, dir, 1);
 
     fit(&cfg, &opts(&dir.join("again"), false)).unwrap();
     same_weights(
@@ -224,13 +219,13 @@ fn resumed_run_matches(engine: lcnn::engine::EngineKind) {
         strip(&hb),
         "histories differ (seconds column aside)"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn data_parallel_over_two_cpu_devices_takes_the_one_device_steps_and_resumes_exactly() {
     let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = temp("parallel");
+    let tmp = scratch("parallel");
+    let dir = tmp.path();
     synthetic_folder(&dir.join("data"), 24);
     // All-CNN-C has no BatchNorm; without dropout its two-device step is the one-device
     // step with the same global batch (one step of 36 = 18 + 18 images per epoch): from the
@@ -302,7 +297,6 @@ fn data_parallel_over_two_cpu_devices_takes_the_one_device_steps_and_resumes_exa
         .find(|t| t.name == "bn_fc1.running_mean")
         .unwrap();
     assert!(mean.data.iter().any(|&m| m != 0.0) && mean.data.iter().all(|m| m.is_finite()));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The updates `b - init` and `c - init` of every kernel (`*.weight`) agree: the norm of
@@ -371,11 +365,12 @@ pub fn one_allconv_step(dir: &Path) -> (PathBuf, TrainConfig) {
 #[test]
 fn mixed_precision_trains_on_burns_path_and_resumes_exactly() {
     let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = temp("precision");
+    let tmp = scratch("precision");
+    let dir = tmp.path();
     synthetic_folder(&dir.join("data"), 24);
     // One step in f16 and bf16 against the f32 step (measured here: kernels within 1.6e-2
     // and 4.8e-2).
-    let (init, one_step) = one_allconv_step(&dir);
+    let (init, one_step) = one_allconv_step(dir);
     fit(&one_step, &opts(&dir.join("step-f32"), false)).unwrap();
     for (precision, tol) in [(Precision::F16, 5e-2), (Precision::Bf16, 1.2e-1)] {
         let run = dir.join(format!("step-{precision}"));
@@ -443,13 +438,13 @@ fn mixed_precision_trains_on_burns_path_and_resumes_exactly() {
         err.contains("--loss-scale") && err.contains("bf16"),
         "{err}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn batches_made_on_the_device_train_exactly_as_the_hosts() {
     let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = temp("device-data");
+    let tmp = scratch("device-data");
+    let dir = tmp.path();
     synthetic_folder(&dir.join("data"), 24);
     // LCNN on Burn's path with every transform the device makes: the same draws, the same
     // arithmetic, so the same weights to the bit.
@@ -486,7 +481,6 @@ fn batches_made_on_the_device_train_exactly_as_the_hosts() {
     cfg.engine = lcnn::engine::EngineKind::Native;
     let err = on_device("native", &cfg).unwrap_err().to_string();
     assert!(err.contains("--engine burn"), "{err}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The `lr` column of a run folder's history.csv.
@@ -508,7 +502,8 @@ fn a_schedule_and_regularizers_log_the_scheduled_rate_and_resume_bit_exact() {
         lcnn::engine::EngineKind::Burn,
     ] {
         let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
-        let dir = temp(&format!("schedule-{}", engine.name()));
+        let tmp = scratch(&format!("schedule-{}", engine.name()));
+        let dir = tmp.path();
         // 12 images per class, validation 0.25: 18 to train on, batch 4: 5 steps per epoch.
         synthetic_folder(&dir.join("data"), 12);
         let mut cfg = config(&dir.join("data"), 4);
@@ -528,7 +523,7 @@ fn a_schedule_and_regularizers_log_the_scheduled_rate_and_resume_bit_exact() {
             weight_decay: 0.004,
             l2: 1e-4,
         };
-        full_and_resumed(&cfg, &dir, 2);
+        full_and_resumed(&cfg, dir, 2);
         let want: Vec<f64> = (0..4).map(|e| schedule.lr(1e-3, e * 5, 0)).collect();
         assert_eq!(lr_column(&dir.join("full")), want, "{}", engine.name());
         assert_eq!(lr_column(&dir.join("split")), want, "{}", engine.name());
@@ -537,14 +532,14 @@ fn a_schedule_and_regularizers_log_the_scheduled_rate_and_resume_bit_exact() {
             &dir.join("split/model.safetensors"),
             &format!("a resumed run with a schedule ({})", engine.name()),
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 
 #[test]
 fn reduce_lr_on_plateau_lowers_the_rate_and_a_resumed_run_keeps_it() {
     let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = temp("reduce-lr");
+    let tmp = scratch("reduce-lr");
+    let dir = tmp.path();
     synthetic_folder(&dir.join("data"), 16);
     // Monitoring the logged rate itself makes the plateaus certain: it never falls by itself,
     // so every second epoch halves it.
@@ -557,7 +552,7 @@ fn reduce_lr_on_plateau_lowers_the_rate_and_a_resumed_run_keeps_it() {
         ..Default::default()
     });
     // Interrupted after the first reduction: the resumed run goes on at the reduced rate.
-    full_and_resumed(&cfg, &dir, 2);
+    full_and_resumed(&cfg, dir, 2);
     assert_eq!(lr_column(&dir.join("full")), [1e-3, 1e-3, 5e-4, 5e-4]);
     assert_eq!(lr_column(&dir.join("split")), [1e-3, 1e-3, 5e-4, 5e-4]);
     same_weights(
@@ -565,13 +560,13 @@ fn reduce_lr_on_plateau_lowers_the_rate_and_a_resumed_run_keeps_it() {
         &dir.join("split/model.safetensors"),
         "the resumed run with ReduceLROnPlateau",
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn diverging_loss_stops_with_a_clear_error_and_keeps_checkpoints() {
     let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = temp("nan");
+    let tmp = scratch("nan");
+    let dir = tmp.path();
     synthetic_folder(&dir.join("data"), 16);
     let mut cfg = config(&dir.join("data"), 3);
     cfg.optimizer = OptimizerConfig::Sgd {
@@ -587,13 +582,13 @@ fn diverging_loss_stops_with_a_clear_error_and_keeps_checkpoints() {
         msg.contains("loss is") && msg.contains("best.safetensors"),
         "{msg}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn frozen_layers_get_no_updates_including_batchnorm_statistics() {
     let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = temp("freeze");
+    let tmp = scratch("freeze");
+    let dir = tmp.path();
     synthetic_folder(&dir.join("data"), 16);
     let mut cfg = config(&dir.join("data"), 1);
     // Initial weights: those of an untrained run, so the frozen part can be compared.
@@ -621,13 +616,13 @@ fn frozen_layers_get_no_updates_including_batchnorm_statistics() {
             assert_ne!(b.data, a.data, "{} did not train", b.name);
         }
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_head_on_a_frozen_base_trains_only_the_head_and_keeps_no_optimizer_state_for_the_base() {
     let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = temp("head");
+    let tmp = scratch("head");
+    let dir = tmp.path();
     synthetic_folder(&dir.join("data"), 16);
     // The base: an LCNN run (BatchNorm throughout), cut before its `flatten`.
     let base_cfg = config(&dir.join("data"), 1);
@@ -697,7 +692,6 @@ fn a_head_on_a_frozen_base_trains_only_the_head_and_keeps_no_optimizer_state_for
         .unwrap_err()
         .to_string();
     assert!(e.contains("give --head"), "{e}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Seed 003's bottleneck features: a head on a frozen base trained on the base's outputs
@@ -706,7 +700,8 @@ fn a_head_on_a_frozen_base_trains_only_the_head_and_keeps_no_optimizer_state_for
 #[test]
 fn bottleneck_features_train_the_head_as_running_the_base_every_step() {
     let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = temp("bottleneck");
+    let tmp = scratch("bottleneck");
+    let dir = tmp.path();
     synthetic_folder(&dir.join("data"), 16);
     fit(
         &config(&dir.join("data"), 1),
@@ -752,7 +747,6 @@ fn bottleneck_features_train_the_head_as_running_the_base_every_step() {
         &dir.join("resumed/model.safetensors"),
         "resumed with the cache",
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// `recalibrate_bn` through `fit`, on each engine: the BatchNorm statistics the run saves are
@@ -768,7 +762,8 @@ fn recalibrated_batch_norm_statistics_are_the_final_weights_own_on_both_engines(
         lcnn::engine::EngineKind::Native,
         lcnn::engine::EngineKind::Burn,
     ] {
-        let dir = temp(&format!("recal-{}", engine.name()));
+        let tmp = scratch(&format!("recal-{}", engine.name()));
+        let dir = tmp.path();
         synthetic_folder(&dir.join("data"), 24);
         let mut cfg = config(&dir.join("data"), 2);
         cfg.engine = engine;
@@ -783,7 +778,7 @@ fn recalibrated_batch_norm_statistics_are_the_final_weights_own_on_both_engines(
         let load_opts = LoadOptions {
             color_mode: "grayscale".parse().unwrap(),
             offline: true,
-            ..LoadOptions::new(&dir)
+            ..LoadOptions::new(dir)
         };
         let splits = load(&spec, &load_opts).unwrap();
         let (train, _) = splits
@@ -827,6 +822,5 @@ fn recalibrated_batch_norm_statistics_are_the_final_weights_own_on_both_engines(
             compared, 14,
             "LCNN's seven BatchNorm layers, mean and variance"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
