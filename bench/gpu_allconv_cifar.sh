@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # All-CNN-C on CIFAR-10 against the clock on one GPU (issue: All-CNN-C to 90% test accuracy in
 # under 5 minutes; a fresh machine's first epoch under 20 s). One `lcnn train --device wgpu`
-# run in a fresh kernel cache, killed at LIMIT seconds if it has not finished; then a table of
+# run in a fresh kernel cache (or CACHE_FROM's), killed at LIMIT seconds if it has not finished; then a table of
 # its epochs with the wall time at which validation accuracy first reached each threshold.
 #
 #   LCNN=path/to/lcnn DATA=path/to/cifar10-jpg bench/gpu_allconv_cifar.sh OUT [TRAIN ARGS...]
 #
 # TRAIN ARGS replace the default recipe below (seed 002's model and SGD-Nesterov, with a
-# one-cycle schedule, batch 256, shift and flip made on the device, and f16 mixed precision; WGSL has no bf16);
-# pick EPOCHS so that the run fits LIMIT at the speed bench/gpu_side_by_side.sh measured:
-# a killed run has no test accuracy. `DEVICE=cpu EPOCHS=1 LIMIT=...` is a dry run on any
-# machine (with `--precision f32`, as the native CPU engine computes in f32).
+# one-cycle schedule, batch 256, shift and flip made on the device, and mixed precision in
+# PRECISION, default f16: WGSL has no bf16); pick EPOCHS so that the run fits LIMIT at the
+# speed bench/gpu_side_by_side.sh measured: a killed run has no test accuracy.
+# `DEVICE=cpu PRECISION=f32 EPOCHS=1 LIMIT=...` is a dry run on any machine (the native CPU
+# engine computes in f32).
 set -u
 OUT=$(realpath -m "${1:-/tmp/gpu-allconv}")
 shift $(($# > 0 ? 1 : 0))
@@ -23,9 +24,13 @@ SEED=${SEED:-42}
 if [ $# -eq 0 ]; then
     set -- --optimizer sgd --lr 0.05 --momentum 0.9 --nesterov --lr-schedule one-cycle \
         --batch-size 256 --width-shift-range 0.1 --height-shift-range 0.1 --horizontal-flip \
-        --no-early-stopping --precision f16
+        --no-early-stopping --precision "${PRECISION:-f16}"
 fi
+rm -rf "$OUT/cache"
 mkdir -p "$OUT/cache"
+# CACHE_FROM: a kernel cache to start from (e.g. the one bench/gpu_side_by_side.sh tuned for
+# this model), so that the epochs go to training rather than compiling; empty: a fresh cache.
+[ -n "${CACHE_FROM:-}" ] && cp -a "$CACHE_FROM"/. "$OUT/cache"/
 run="$OUT/run"
 rm -rf "$run"
 echo "lcnn train --device $DEVICE --model allconv --dataset images:DIR --epochs $EPOCHS --seed $SEED $*" |

@@ -6,8 +6,9 @@
 #   LCNN_BINS="wgpu=path/to/lcnn vulkan=path/to/lcnn-vulkan" bench/gpu_side_by_side.sh OUT
 #
 # LCNN_BINS: name=binary pairs, lcnn built with `--features wgpu` (WGSL shaders) and/or
-# `--features vulkan` (Vulkan's SPIR-V compiler). Each runs `lcnn bench train-step --device
-# wgpu` in every entry of DTYPES: `f32`/`f16`/`bf16` are --dtype (every tensor in that type),
+# `--features vulkan` (Vulkan's SPIR-V compiler); `name=binary@dtype,dtype` gives that binary
+# its own dtypes instead of DTYPES. Each runs `lcnn bench train-step --device wgpu` in every
+# entry of its dtypes: `f32`/`f16`/`bf16` are --dtype (every tensor in that type),
 # `mixed-f16`/`mixed-bf16` are --precision (mixed precision over f32 weights, f16 with its
 # loss scaling). PyTorch (PYTHON, default python3, with CUDA) runs
 # bench/torch_bench.py --device cuda in strict fp32, TF32 and bf16 autocast.
@@ -63,13 +64,24 @@ run_lcnn() { # name bin dtype model input batch steps warmup limit tag
     [ -f "$dir/cubecl.log" ] && tail -c 30000 "$dir/cubecl.log" >"$OUT/cubecl-tail-$1-$3-$4.log"
 }
 
+# One LCNN_BINS entry, name=bin or name=bin@dtype,dtype: sets name, bin and dtypes.
+split_bin() {
+    name=${1%%=*}
+    bin=${1#*=}
+    dtypes=$DTYPES
+    if [[ $bin == *@* ]]; then
+        dtypes=${bin#*@}
+        dtypes=${dtypes//,/ }
+        bin=${bin%%@*}
+    fi
+}
+
 # Calls "$@" NAME BIN DTYPE MODEL INPUT BATCH for every binary, dtype and case.
 each_lcnn_case() {
-    local pair name bin dtype case model input batch
+    local pair name bin dtypes dtype case model input batch
     for pair in $LCNN_BINS; do
-        name=${pair%%=*}
-        bin=${pair#*=}
-        for dtype in $DTYPES; do
+        split_bin "$pair"
+        for dtype in $dtypes; do
             for case in $CASES; do
                 IFS=: read -r model input batch <<<"$case"
                 "$@" "$name" "$bin" "$dtype" "$model" "$input" "$batch"
@@ -135,8 +147,8 @@ done
             echo "| $model $input | $batch | PyTorch $prec | $(value "$OUT/torch-$model-$prec.txt" images/s) | |"
         done
         for pair in $LCNN_BINS; do
-            name=${pair%%=*}
-            for dtype in $DTYPES; do
+            split_bin "$pair"
+            for dtype in $dtypes; do
                 echo "| $model $input | $batch | lcnn $name $dtype | $(value "$OUT/lcnn-warm-$name-$dtype-$model.txt" images/s) | $(value "$OUT/lcnn-cold-$name-$dtype-$model.txt" wall_s) |"
             done
         done
