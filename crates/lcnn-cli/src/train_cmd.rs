@@ -15,243 +15,255 @@ use lcnn::train::{
     Regularization, RunWeights, TrainConfig,
 };
 
+// `lcnn train --help` groups its options under these headings (in the order of each one's
+// first field below).
+const MODEL: &str = "Model, transfer learning and fine-tuning";
+const DATA: &str = "Data";
+const AUDIO: &str = "Audio features (--dataset audio:DIR)";
+const OPTIMIZER: &str = "Optimizer";
+const SCHEDULE: &str = "Learning-rate schedule (keras.optimizers.schedules)";
+const REGULARIZATION: &str = "Regularization";
+const CALLBACKS: &str = "Callbacks (EarlyStopping, ReduceLROnPlateau, ModelCheckpoint)";
+const AUGMENTATION: &str = "Augmentation (Keras ImageDataGenerator)";
+const RUN: &str = "Run, device and precision";
+
 /// Arguments of `lcnn train`. Without flags: the seeds' MNIST recipe (LCNN, Adam 1e-3,
 /// batch 256, 10 epochs, validation split 0.2, early stopping on val_loss, patience 3).
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     /// Model: lcnn, lightcnn9, allconv, separable, vgg16.
-    #[arg(long, default_value = "lcnn")]
+    #[arg(long, help_heading = MODEL, default_value = "lcnn")]
     model: String,
     /// Dataset: mnist, cifar10, images:DIR (DIR/train/<class>/..., optional DIR/test/), or
     /// audio:DIR (the same layout with WAV / FLAC files, or --protocol files; see below).
-    #[arg(long, default_value = "mnist")]
+    #[arg(long, help_heading = DATA, default_value = "mnist")]
     dataset: String,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = AUDIO)]
     audio: crate::audio_args::AudioArgs,
     /// Folder holding mnist/ and cifar10/ (default: $LCNN_DATA, then ~/.cache/lcnn/datasets).
-    #[arg(long)]
+    #[arg(long, help_heading = DATA)]
     data_dir: Option<PathBuf>,
     /// Resize images to HxW (image folders).
-    #[arg(long)]
+    #[arg(long, help_heading = DATA)]
     target_size: Option<String>,
     /// rgb or grayscale.
-    #[arg(long, default_value = "rgb")]
+    #[arg(long, help_heading = DATA, default_value = "rgb")]
     color_mode: String,
     /// Resize filter: nearest (Keras' default) or bilinear.
-    #[arg(long, default_value = "nearest")]
+    #[arg(long, help_heading = DATA, default_value = "nearest")]
     interpolation: String,
     /// categorical (softmax) or binary (one sigmoid unit, two classes).
-    #[arg(long, default_value = "categorical")]
+    #[arg(long, help_heading = DATA, default_value = "categorical")]
     class_mode: String,
     /// Epochs.
-    #[arg(long)]
+    #[arg(long, help_heading = OPTIMIZER)]
     epochs: Option<usize>,
     /// Batch size.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, help_heading = OPTIMIZER, default_value_t = 256)]
     batch_size: usize,
     /// adam, adamw, sgd or rmsprop (Keras defaults; adamw = adam with --weight-decay 0.004).
-    #[arg(long, default_value = "adam")]
+    #[arg(long, help_heading = OPTIMIZER, default_value = "adam")]
     optimizer: String,
     /// Learning rate (default: Keras' for the optimizer: adam 1e-3, sgd 0.01, rmsprop 1e-3).
-    #[arg(long)]
+    #[arg(long, help_heading = OPTIMIZER)]
     lr: Option<f64>,
     /// Momentum (sgd, rmsprop).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, help_heading = OPTIMIZER, default_value_t = 0.0)]
     momentum: f64,
     /// Nesterov momentum (sgd).
-    #[arg(long)]
+    #[arg(long, help_heading = OPTIMIZER)]
     nesterov: bool,
     /// Keras time-based decay: lr / (1 + decay * iterations).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, help_heading = OPTIMIZER, default_value_t = 0.0)]
     decay: f64,
     /// Learning-rate schedule (keras.optimizers.schedules; the optimizer's --lr is its initial
     /// rate, one-cycle's peak): cosine, piecewise, exponential, inverse-time or one-cycle.
-    #[arg(long)]
+    #[arg(long, help_heading = SCHEDULE)]
     lr_schedule: Option<String>,
     /// Schedule steps (cosine after the warm-up, exponential, inverse-time; one-cycle's
     /// total_steps). Default: the whole run.
-    #[arg(long, requires = "lr_schedule")]
+    #[arg(long, help_heading = SCHEDULE, requires = "lr_schedule")]
     decay_steps: Option<u64>,
     /// cosine: the floor, as a fraction of the rate it decays from.
-    #[arg(long, requires = "lr_schedule")]
+    #[arg(long, help_heading = SCHEDULE, requires = "lr_schedule")]
     alpha: Option<f64>,
     /// cosine: rate reached by a linear warm-up from --lr (Keras warmup_target).
-    #[arg(long, requires = "lr_schedule")]
+    #[arg(long, help_heading = SCHEDULE, requires = "lr_schedule")]
     warmup_target: Option<f64>,
     /// cosine: warm-up steps.
-    #[arg(long, requires = "lr_schedule")]
+    #[arg(long, help_heading = SCHEDULE, requires = "lr_schedule")]
     warmup_steps: Option<u64>,
     /// exponential, inverse-time: decay_rate.
-    #[arg(long, requires = "lr_schedule")]
+    #[arg(long, help_heading = SCHEDULE, requires = "lr_schedule")]
     decay_rate: Option<f64>,
     /// exponential, inverse-time: decay in whole steps of --decay-steps.
-    #[arg(long, requires = "lr_schedule")]
+    #[arg(long, help_heading = SCHEDULE, requires = "lr_schedule")]
     staircase: bool,
     /// piecewise: step boundaries, comma-separated (e.g. 2000,4000).
-    #[arg(long, requires = "lr_schedule")]
+    #[arg(long, help_heading = SCHEDULE, requires = "lr_schedule")]
     boundaries: Option<String>,
     /// piecewise: one rate more than boundaries, comma-separated (e.g. 1e-3,5e-4,1e-4).
-    #[arg(long, requires = "lr_schedule")]
+    #[arg(long, help_heading = SCHEDULE, requires = "lr_schedule")]
     values: Option<String>,
     /// one-cycle: fraction of the steps spent rising.
-    #[arg(long, requires = "lr_schedule")]
+    #[arg(long, help_heading = SCHEDULE, requires = "lr_schedule")]
     pct_start: Option<f64>,
     /// one-cycle: initial rate = --lr / div_factor.
-    #[arg(long, requires = "lr_schedule")]
+    #[arg(long, help_heading = SCHEDULE, requires = "lr_schedule")]
     div_factor: Option<f64>,
     /// one-cycle: final rate = initial / final_div_factor.
-    #[arg(long, requires = "lr_schedule")]
+    #[arg(long, help_heading = SCHEDULE, requires = "lr_schedule")]
     final_div_factor: Option<f64>,
     /// Keras label_smoothing of the cross-entropy (e.g. 0.1).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, help_heading = REGULARIZATION, default_value_t = 0.0)]
     label_smoothing: f64,
     /// Keras 3 optimizer weight_decay, decoupled: w *= 1 - weight_decay * lr before each update
     /// (default 0; 0.004 with --optimizer adamw).
-    #[arg(long)]
+    #[arg(long, help_heading = REGULARIZATION)]
     weight_decay: Option<f64>,
     /// L2 kernel regularization on every conv and dense kernel (Keras kernel_regularizer=L2).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, help_heading = REGULARIZATION, default_value_t = 0.0)]
     l2: f64,
     /// Keras validation_split: the last fraction of the training set (MNIST, CIFAR-10), or the
     /// first fraction of each class folder (images:DIR, as flow_from_directory).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, help_heading = DATA, default_value_t = 0.2)]
     validation_split: f64,
     /// Metric early stopping (and --reduce-lr-patience) watches.
-    #[arg(long, default_value = "val_loss")]
+    #[arg(long, help_heading = CALLBACKS, default_value = "val_loss")]
     monitor: String,
     /// Epochs without improvement before stopping.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, help_heading = CALLBACKS, default_value_t = 3)]
     patience: usize,
     /// Smallest change that counts as an improvement.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, help_heading = CALLBACKS, default_value_t = 0.0)]
     min_delta: f64,
     /// Restore the best weights when early stopping ends the run.
-    #[arg(long)]
+    #[arg(long, help_heading = CALLBACKS)]
     restore_best_weights: bool,
     /// Train all epochs, without early stopping.
-    #[arg(long)]
+    #[arg(long, help_heading = CALLBACKS)]
     no_early_stopping: bool,
     /// Multiply the learning rate by --reduce-lr-factor when --monitor has not improved (by
     /// 1e-4) for this many epochs (Keras ReduceLROnPlateau; off by default).
-    #[arg(long)]
+    #[arg(long, help_heading = CALLBACKS)]
     reduce_lr_patience: Option<usize>,
     /// ReduceLROnPlateau: the factor of each reduction, between 0 and 1.
-    #[arg(long, default_value_t = 0.1, requires = "reduce_lr_patience")]
+    #[arg(long, help_heading = CALLBACKS, default_value_t = 0.1, requires = "reduce_lr_patience")]
     reduce_lr_factor: f64,
     /// ReduceLROnPlateau: epochs after a reduction before it counts again.
-    #[arg(long, default_value_t = 0, requires = "reduce_lr_patience")]
+    #[arg(long, help_heading = CALLBACKS, default_value_t = 0, requires = "reduce_lr_patience")]
     reduce_lr_cooldown: usize,
     /// ReduceLROnPlateau: the lowest learning rate it sets.
-    #[arg(long, default_value_t = 0.0, requires = "reduce_lr_patience")]
+    #[arg(long, help_heading = CALLBACKS, default_value_t = 0.0, requires = "reduce_lr_patience")]
     min_lr: f64,
     /// Metric of the best checkpoint (best.safetensors).
-    #[arg(long, default_value = "val_loss")]
+    #[arg(long, help_heading = CALLBACKS, default_value = "val_loss")]
     checkpoint_monitor: String,
     /// Multiplier on 0-255 pixels (1 for models trained on raw pixels).
-    #[arg(long, default_value_t = 1.0 / 255.0)]
+    #[arg(long, help_heading = DATA, default_value_t = 1.0 / 255.0)]
     rescale: f32,
     /// Augmentation: rotation range in degrees.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, help_heading = AUGMENTATION, default_value_t = 0.0)]
     rotation_range: f32,
     /// Augmentation: width shift (fraction of the width).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, help_heading = AUGMENTATION, default_value_t = 0.0)]
     width_shift_range: f32,
     /// Augmentation: height shift (fraction of the height).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, help_heading = AUGMENTATION, default_value_t = 0.0)]
     height_shift_range: f32,
     /// Augmentation: zoom range.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, help_heading = AUGMENTATION, default_value_t = 0.0)]
     zoom_range: f32,
     /// Augmentation: random horizontal flips.
-    #[arg(long)]
+    #[arg(long, help_heading = AUGMENTATION)]
     horizontal_flip: bool,
     /// Augmentation: random vertical flips.
-    #[arg(long)]
+    #[arg(long, help_heading = AUGMENTATION)]
     vertical_flip: bool,
     /// Subtract the training set's per-channel mean.
-    #[arg(long)]
+    #[arg(long, help_heading = AUGMENTATION)]
     featurewise_center: bool,
     /// Divide by the training set's per-channel std.
-    #[arg(long)]
+    #[arg(long, help_heading = AUGMENTATION)]
     featurewise_std_normalization: bool,
     /// Initial weights (safetensors, by layer name).
-    #[arg(long)]
+    #[arg(long, help_heading = MODEL)]
     weights: Option<PathBuf>,
     /// Freeze every layer before this one (e.g. block5_conv1).
-    #[arg(long)]
+    #[arg(long, help_heading = MODEL)]
     freeze_until: Option<String>,
     /// Every Dropout layer's rate instead of the zoo model's own (LCNN's is the seeds' 0.75).
-    #[arg(long)]
+    #[arg(long, help_heading = MODEL)]
     dropout: Option<f64>,
     /// Leave out the zoo model's classifier (Keras include_top=False); needs --head.
-    #[arg(long)]
+    #[arg(long, help_heading = MODEL)]
     no_top: bool,
     /// New classifier layers on the base, before the output layer `predictions`
     /// (e.g. flatten,dense:256:relu,dropout:0.5; items: flatten, gap, dense:N[:act], dropout:R, bn).
-    #[arg(long)]
+    #[arg(long, help_heading = MODEL)]
     head: Option<String>,
     /// Use a run folder's network (trained or `lcnn import`ed) as the base, with its weights.
-    #[arg(long)]
+    #[arg(long, help_heading = MODEL)]
     base: Option<PathBuf>,
     /// Cut the base just before this layer (e.g. flatten).
-    #[arg(long, requires = "base")]
+    #[arg(long, help_heading = MODEL, requires = "base")]
     base_until: Option<String>,
     /// Freeze every base layer (phase one of fine-tuning).
-    #[arg(long)]
+    #[arg(long, help_heading = MODEL)]
     freeze_base: bool,
     /// Keep every BatchNormalization layer frozen (Keras' advice when fine-tuning a base).
-    #[arg(long)]
+    #[arg(long, help_heading = MODEL)]
     freeze_bn: bool,
     /// Before each validation, recompute the BatchNorm moving statistics from the training
     /// data with the epoch's weights (PyTorch's update_bn; for short runs, where Keras' moving
     /// averages still trail the weights).
-    #[arg(long)]
+    #[arg(long, help_heading = MODEL)]
     recalibrate_bn: bool,
     /// Run the frozen base at every step instead of once (by default, when every layer below
     /// the trained ones is frozen, without dropout, and nothing is augmented, the base's
     /// outputs are computed once and the head trains on them: seed 003's bottleneck features).
-    #[arg(long)]
+    #[arg(long, help_heading = MODEL)]
     no_bottleneck_cache: bool,
     /// Seed of weights, shuffling, augmentation and dropout.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, help_heading = RUN, default_value_t = 42)]
     seed: u64,
     /// Run folder (default: runs/<model>-<dataset>-<time>).
-    #[arg(long)]
+    #[arg(long, help_heading = RUN)]
     out: Option<PathBuf>,
     /// Continue the run in this folder after its last finished epoch (its config.json is used;
     /// --epochs may raise the epoch count).
-    #[arg(long, conflicts_with = "out")]
+    #[arg(long, help_heading = RUN, conflicts_with = "out")]
     resume: Option<PathBuf>,
     /// Never download datasets.
-    #[arg(long)]
+    #[arg(long, help_heading = DATA)]
     offline: bool,
     /// No progress output.
-    #[arg(long)]
+    #[arg(long, help_heading = RUN)]
     quiet: bool,
     /// cpu (default), cuda[:N] or wgpu[:N] (builds with the cuda / wgpu feature).
-    #[arg(long, default_value = "cpu", conflicts_with = "devices")]
+    #[arg(long, help_heading = RUN, default_value = "cpu", conflicts_with = "devices")]
     device: String,
     /// Several devices, one model (Keras' make_parallel): e.g. wgpu:0,wgpu:1 or cpu,cpu. Each
     /// step cuts the batch across them and averages the gradients on the first one (Burn's
     /// path); --batch-size stays the global batch.
-    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    #[arg(long, help_heading = RUN, value_delimiter = ',', num_args = 1..)]
     devices: Vec<String>,
     /// On the CPU: native (lcnn's own kernels, the default) or burn (Burn's tensors, the
     /// reference path). GPU devices always use burn.
-    #[arg(long, default_value = "native")]
+    #[arg(long, help_heading = RUN, default_value = "native")]
     engine: String,
     /// What convolutions and dense layers compute in: f32 (default), or f16 / bf16 over f32
     /// weights, BatchNorm and loss (Keras' mixed_float16 / mixed_bfloat16; f16 scales the
     /// loss dynamically). Burn's path: a GPU device, or --engine burn on the CPU.
-    #[arg(long, default_value = "f32")]
+    #[arg(long, help_heading = RUN, default_value = "f32")]
     precision: Precision,
     /// f16's initial loss scale (Keras' initial_scale, default 32768): halved on each
     /// overflow (that step is skipped), doubled after 2000 finite steps.
-    #[arg(long, requires = "precision")]
+    #[arg(long, help_heading = RUN, requires = "precision")]
     loss_scale: Option<f64>,
     /// Keep the training images on the device and make each batch there (select, shift, flip,
     /// zoom, standardize): auto (on a GPU when they fit in 2 GiB and nothing rotates), on, off.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
+    #[arg(long, help_heading = RUN, default_value = "auto", value_parser = ["auto", "on", "off"])]
     data_on_device: String,
 }
 
