@@ -2,7 +2,8 @@
 //! input patches of a block of output pixels are gathered into a matrix (im2col, rows
 //! `(ky, kx, c)`, contiguous runs of channels copied at once) and multiplied by the kernel
 //! stored as `[kh, kw, in, out]` (TensorFlow's HWIO). 1x1 stride-1 convolutions skip the gather:
-//! in channels-last a pixel's channels are already a matrix row.
+//! in channels-last a pixel's channels are already a matrix row. Wide 3x3 stride-1 layers
+//! take the [`winograd`] path instead, forward and backward.
 //!
 //! Work is split over fixed chunks of images (never over the thread count), and weight
 //! gradients are summed per chunk and then across chunks in chunk order, so results do not
@@ -13,6 +14,7 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use super::gemm::{sgemm, Mat};
+use super::winograd;
 
 /// Values of im2col gathered at once (the gathered block stays in the core's L2 cache)...
 const BLOCK_VALUES: usize = 256 * 1024;
@@ -159,6 +161,9 @@ fn with_cols<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 /// - `x`: `[n, h, w, cin]`, `w`: `[k, k, cin, cout]`, `b`: `[cout]`
 /// - `y`: `[n, oh, ow, cout]`
 pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {
+    if winograd::eligible(g) {
+        return winograd::forward(g, x, w, b, y);
+    }
     let chunk = g.chunk_images(x.len() / g.in_len());
     let (kd, cout) = (g.kdim(), g.cout);
     y.par_chunks_mut(chunk * g.out_len())
@@ -210,7 +215,7 @@ pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f
 /// Per-chunk gradient buffers of one convolution and its transposed kernel, kept between
 /// steps.
 #[derive(Debug, Default)]
-pub struct Partials(Vec<f32>, Vec<f32>);
+pub struct Partials(pub(super) Vec<f32>, pub(super) Vec<f32>);
 
 /// Gradients of a convolution: `dw` and `db` (overwritten), and `dx` (overwritten) when given.
 ///
@@ -228,6 +233,9 @@ pub fn backward(
     dx: Option<&mut [f32]>,
     parts: &mut Partials,
 ) {
+    if winograd::eligible(g) {
+        return winograd::backward(g, x, w, dy, dw, db, dx, parts);
+    }
     let n = x.len() / g.in_len();
     let chunk = g.chunk_images(n);
     let tasks = n.div_ceil(chunk);
@@ -252,12 +260,7 @@ pub fn backward(
         let dyc = &dy[i0 * g.out_len()..i1 * g.out_len()];
         let rows = dyc.len() / cout;
         let (dwp, dbp) = part.split_at_mut(kd * cout);
-        dbp.fill(0.0);
-        for row in dyc.chunks_exact(cout) {
-            for (s, v) in dbp.iter_mut().zip(row) {
-                *s += v;
-            }
-        }
+        bias_gradient(dyc, dbp);
         if g.pointwise() {
             sgemm(
                 kd,
@@ -339,6 +342,16 @@ pub fn backward(
             .for_each(|(i, p)| task(i, p, None)),
     }
     reduce_parts(&parts.0, part_len, dw, db);
+}
+
+/// `db` (overwritten) = the sum of the rows of `dy` (`[pixels, cout]`).
+pub(super) fn bias_gradient(dy: &[f32], db: &mut [f32]) {
+    db.fill(0.0);
+    for row in dy.chunks_exact(db.len()) {
+        for (s, v) in db.iter_mut().zip(row) {
+            *s += v;
+        }
+    }
 }
 
 /// Sums per-chunk `[dw | db]` buffers in chunk order into `dw` and `db`.
@@ -462,6 +475,54 @@ pub(crate) mod tests {
         }
     }
 
+    /// `[dw, db, dx]` of [`backward`] (overwriting NaNs).
+    pub fn gradients(g: &ConvGeom, x: &[f32], w: &[f32], dy: &[f32]) -> [Vec<f32>; 3] {
+        let (mut dw, mut db, mut dx) = (
+            vec![f32::NAN; w.len()],
+            vec![f32::NAN; g.cout],
+            vec![f32::NAN; x.len()],
+        );
+        let mut parts = Partials::default();
+        backward(
+            g,
+            x,
+            w,
+            dy,
+            &mut dw,
+            Some(&mut db),
+            Some(&mut dx),
+            &mut parts,
+        );
+        [dw, db, dx]
+    }
+
+    /// A layer wide enough for the Winograd path ([`winograd::eligible`]): the forward pass
+    /// and every gradient (`dx` from the Winograd input-gradient convolution, `dw` and `db`
+    /// from the im2col path beside it) against their f64 definitions.
+    #[test]
+    fn wide_3x3_layers_match_the_definition() {
+        for (h, p, o) in [(9, Padding::Same, 64), (10, Padding::Valid, 72)] {
+            let (c, n) = (64, 2);
+            let g = geom(h, h, c, 3, 1, p, o);
+            assert!(winograd::eligible(&g));
+            let x = values(n * g.in_len(), 31);
+            let wt = values(g.kdim() * o, 32);
+            let b = values(o, 33);
+            let dy = values(n * g.out_len(), 34);
+            let mut y = vec![0.0; n * g.out_len()];
+            forward(&g, &x, &wt, Some(&b), &mut y);
+            close(&y, &naive(&g, &x, &wt, &b), "y");
+            let [dw, db, dx] = gradients(&g, &x, &wt, &dy);
+            let [want_dw, want_dx] = winograd::tests::definition_gradients(&g, &x, &wt, &dy);
+            close(&dw, &want_dw, "dw");
+            close(&dx, &want_dx, "dx");
+            for (j, v) in db.iter().enumerate() {
+                let want: f32 = dy.iter().skip(j).step_by(o).sum();
+                assert!((v - want).abs() < 1e-3, "db[{j}]");
+            }
+        }
+    }
+
     /// Gradients against the definition: for L = sum(y * dy), dL/dw and dL/dx by linearity are
     /// the forward pass applied to unit vectors; checked with central differences on a
     /// linear function (exact up to rounding).
@@ -481,17 +542,7 @@ pub(crate) mod tests {
                     .map(|(a, b)| *a as f64 * *b as f64)
                     .sum()
             };
-            let (mut dw, mut db, mut dx) = (vec![0.0; wt.len()], vec![0.0; o], vec![0.0; x.len()]);
-            backward(
-                &g,
-                &x,
-                &wt,
-                &dy,
-                &mut dw,
-                Some(&mut db),
-                Some(&mut dx),
-                &mut Partials::default(),
-            );
+            let [dw, db, dx] = gradients(&g, &x, &wt, &dy);
             // The loss is linear in w and in x: a unit step gives the exact derivative.
             for i in (0..wt.len()).step_by(7) {
                 let mut w2 = wt.clone();

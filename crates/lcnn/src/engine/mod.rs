@@ -4,7 +4,8 @@
 //!
 //! - Activations are channels-last (`[N, H, W, C]`): a convolution is one matrix multiply over
 //!   gathered patches ([`conv`], on the [`gemm`](https://docs.rs/gemm) crate's AVX-512/AVX2
-//!   kernels), a 1x1 convolution needs no gather, and Max-Feature-Map
+//!   kernels), a 1x1 convolution needs no gather, a wide 3x3 stride-1 convolution runs as
+//!   Winograd F(2x2, 3x3) ([`winograd`], 2.25x fewer multiplies), and Max-Feature-Map
 //!   ([Wu et al., arXiv:1511.02683](https://arxiv.org/abs/1511.02683)) compares two
 //!   contiguous halves of each pixel.
 //! - Every buffer (activations, gradients, per-chunk partial sums) is allocated once per batch
@@ -23,6 +24,7 @@ pub mod gemm;
 pub mod loss;
 pub mod ops;
 pub mod optim;
+pub mod winograd;
 
 use std::ops::Range;
 use std::path::Path;

@@ -1,0 +1,576 @@
+//! Winograd F(2x2, 3x3) convolution for the engine's wide 3x3 stride-1 layers
+//! ([Lavin & Gray, arXiv:1509.09308](https://arxiv.org/abs/1509.09308)).
+//!
+//! Each 2x2 block of output pixels comes from a 4x4 input tile through 16 products in a
+//! transformed space instead of 36 multiplies, so the multiply work falls by 2.25x. In
+//! channels-last the products summed over input channels are 16 matrix multiplies per block
+//! of tiles, `M[e] = V[e] * U[e]` (tiles x cin times cin x cout), on the same
+//! [`sgemm`] as the im2col path:
+//! - `U = G g G^T`: the kernel, transformed once per call, `[16, cin, cout]`;
+//! - `V = B^T d B`: each input tile, additions over whole channel rows, `[16, tiles, cin]`;
+//! - `y = A^T M A`: each output block, additions over whole channel rows.
+//!
+//! The input gradient of such a layer is the same kind of convolution (the kernel turned by
+//! 180 degrees, its channel axes swapped, the padding mirrored), so the backward pass uses it
+//! too; the kernel gradient stays on the im2col path.
+//!
+//! Used where it pays ([`eligible`]): both channel counts at least 64 and an output at least
+//! 8x8, as in All-CNN-C and VGG16. LCNN's narrow or small layers keep the im2col path, and so
+//! its results. The rounding differs from a direct sum (tested against the f64 definition to
+//! 1e-4 relative); work is split over the same fixed chunks of images as the im2col path, so
+//! results do not depend on the thread count.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::conv::{bias_gradient, reduce_parts, ConvGeom, Partials};
+use super::gemm::{sgemm, Mat};
+
+/// Tiles transformed and multiplied at once: enough rows to amortize packing `U[e]`.
+const TILE_BLOCK: usize = 256;
+
+/// The narrowest channel count that takes the Winograd path: below it the transforms' passes
+/// over channel rows cost more than the multiplies they save.
+const MIN_CHANNELS: usize = 64;
+
+/// The smallest output side that takes it: on smaller maps the tiles' edges waste work.
+const MIN_SIDE: usize = 8;
+
+thread_local! {
+    /// The transformed kernel, built on the calling thread and read by the workers.
+    static KERNEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// A worker's `V`, `M` and transform rows.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether convolution `g` (and its input gradient) takes the Winograd path.
+pub fn eligible(g: &ConvGeom) -> bool {
+    g.k == 3
+        && g.stride == 1
+        && g.pad_top <= 2
+        && g.pad_left <= 2
+        && g.cin.min(g.cout) >= MIN_CHANNELS
+        && g.oh.min(g.ow) >= MIN_SIDE
+}
+
+/// The convolution whose output is the input gradient of `g`: its output gradient
+/// convolved with the kernel turned by 180 degrees and its channel axes swapped
+/// ([`flip_kernel`]), with the padding mirrored.
+pub fn input_gradient_geom(g: &ConvGeom) -> ConvGeom {
+    ConvGeom {
+        h: g.oh,
+        w: g.ow,
+        cin: g.cout,
+        k: 3,
+        stride: 1,
+        pad_top: 2 - g.pad_top,
+        pad_left: 2 - g.pad_left,
+        oh: g.h,
+        ow: g.w,
+        cout: g.cin,
+    }
+}
+
+/// `w` (`[3, 3, cin, cout]`) turned by 180 degrees with its channel axes swapped, into `out`
+/// (`[3, 3, cout, cin]`): the kernel of [`input_gradient_geom`].
+pub fn flip_kernel(w: &[f32], cin: usize, cout: usize, out: &mut Vec<f32>) {
+    out.resize(9 * cin * cout, 0.0);
+    for tap in 0..9 {
+        let src = &w[(8 - tap) * cin * cout..][..cin * cout];
+        let dst = &mut out[tap * cin * cout..][..cin * cout];
+        for (ci, row) in src.chunks_exact(cout).enumerate() {
+            for (co, v) in row.iter().enumerate() {
+                dst[co * cin + ci] = *v;
+            }
+        }
+    }
+}
+
+/// `y = conv(x, w) + b` for `n` images, for any 3x3 stride-1 geometry with padding at most 2
+/// (the [`eligible`] ones are where it is faster than the im2col path).
+///
+/// # Shapes
+/// - `x`: `[n, h, w, cin]`, `w`: `[3, 3, cin, cout]`, `b`: `[cout]`
+/// - `y`: `[n, oh, ow, cout]`
+pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {
+    assert!(g.k == 3 && g.stride == 1 && g.pad_top <= 2 && g.pad_left <= 2);
+    let chunk = g.chunk_images(x.len() / g.in_len());
+    KERNEL.with(|u| {
+        let mut u = u.borrow_mut();
+        u.resize(16 * g.cin * g.cout, 0.0);
+        transform_kernel(w, g.cin, g.cout, &mut u);
+        let u = &u[..];
+        y.par_chunks_mut(chunk * g.out_len())
+            .zip(x.par_chunks(chunk * g.in_len()))
+            .for_each(|(yc, xc)| forward_chunk(g, xc, u, b, yc));
+    });
+}
+
+/// `U[e] = (G g G^T)[e]` for every channel pair, `G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]`.
+fn transform_kernel(w: &[f32], cin: usize, cout: usize, u: &mut [f32]) {
+    let plane = cin * cout;
+    for ci in 0..cin {
+        let tap = |t: usize| &w[t * plane + ci * cout..][..cout];
+        let g: [&[f32]; 9] = std::array::from_fn(tap);
+        for co in 0..cout {
+            // Rows: q = G g (4x3), then columns: U = q G^T (4x4).
+            let cols: [[f32; 4]; 3] = std::array::from_fn(|c| {
+                let (g0, g1, g2) = (g[c][co], g[3 + c][co], g[6 + c][co]);
+                [g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2]
+            });
+            for r in 0..4 {
+                let q: [f32; 3] = std::array::from_fn(|c| cols[c][r]);
+                let row = [
+                    q[0],
+                    0.5 * (q[0] + q[1] + q[2]),
+                    0.5 * (q[0] - q[1] + q[2]),
+                    q[2],
+                ];
+                for (c, v) in row.into_iter().enumerate() {
+                    u[(r * 4 + c) * plane + ci * cout + co] = v;
+                }
+            }
+        }
+    }
+}
+
+/// The images of one chunk, in blocks of [`TILE_BLOCK`] tiles.
+fn forward_chunk(g: &ConvGeom, xc: &[f32], u: &[f32], b: Option<&[f32]>, yc: &mut [f32]) {
+    let (cin, cout) = (g.cin, g.cout);
+    let tiles = xc.len() / g.in_len() * g.oh.div_ceil(2) * g.ow.div_ceil(2);
+    let block = TILE_BLOCK.min(tiles);
+    let len = 16 * block * (cin + cout) + 16 * cin + 8 * cout + cin;
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < len {
+            s.resize(len, 0.0);
+        }
+        let (v, rest) = s[..len].split_at_mut(16 * block * cin);
+        let (m, rest) = rest.split_at_mut(16 * block * cout);
+        let (t, rest) = rest.split_at_mut(16 * cin);
+        let (rows, zeros) = rest.split_at_mut(8 * cout);
+        zeros.fill(0.0);
+        for t0 in (0..tiles).step_by(block) {
+            let nb = block.min(tiles - t0);
+            for i in 0..nb {
+                input_tile(g, xc, t0 + i, zeros, t, &mut v[..16 * nb * cin], i);
+            }
+            for e in 0..16 {
+                sgemm(
+                    nb,
+                    cout,
+                    cin,
+                    Mat::new(&v[e * nb * cin..][..nb * cin], cin),
+                    Mat::new(&u[e * cin * cout..][..cin * cout], cout),
+                    &mut m[e * nb * cout..][..nb * cout],
+                    cout,
+                    false,
+                    1,
+                );
+            }
+            for i in 0..nb {
+                output_tile(g, t0 + i, b, rows, &m[..16 * nb * cout], i, yc);
+            }
+        }
+    });
+}
+
+/// Gradients of a convolution on the Winograd path: `dw` and `db` (overwritten), and `dx`
+/// (overwritten) when given, as [`conv::backward`](super::conv::backward).
+///
+/// Each chunk of images sums its transformed kernel gradient, `dU[e] = sum over tiles of
+/// V[e]^T dM[e]` with `dM = A dy A^T` of each 2x2 block of the output gradient; the chunks'
+/// sums are added in chunk order and transformed back once, `dw = G^T dU G`.
+///
+/// # Shapes
+/// - `x`: `[n, h, w, cin]`, `dy`: `[n, oh, ow, cout]`, `w`: `[3, 3, cin, cout]`
+/// - `dw`: `[3, 3, cin, cout]`, `db`: `[cout]`, `dx`: `[n, h, w, cin]`
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+    dx: Option<&mut [f32]>,
+    parts: &mut Partials,
+) {
+    let (cin, cout) = (g.cin, g.cout);
+    if let Some(dx) = dx {
+        flip_kernel(w, cin, cout, &mut parts.1);
+        forward(&input_gradient_geom(g), dy, &parts.1, None, dx);
+    }
+    let n = x.len() / g.in_len();
+    let chunk = g.chunk_images(n);
+    let part_len = 16 * cin * cout + cout;
+    parts.0.resize(n.div_ceil(chunk) * part_len, 0.0);
+    parts
+        .0
+        .par_chunks_mut(part_len)
+        .zip(x.par_chunks(chunk * g.in_len()))
+        .zip(dy.par_chunks(chunk * g.out_len()))
+        .for_each(|((part, xc), dyc)| {
+            let (du, dbp) = part.split_at_mut(16 * cin * cout);
+            bias_gradient(dyc, dbp);
+            kernel_gradient_transformed(g, xc, dyc, du);
+        });
+    let du = &mut parts.1;
+    du.resize(16 * cin * cout, 0.0);
+    reduce_parts(&parts.0, part_len, du, db);
+    untransform_kernel_gradient(du, cin, cout, dw);
+}
+
+/// `dU` (`[16, cin, cout]`, overwritten) of the images of one chunk.
+fn kernel_gradient_transformed(g: &ConvGeom, xc: &[f32], dyc: &[f32], du: &mut [f32]) {
+    let (cin, cout) = (g.cin, g.cout);
+    let tiles = xc.len() / g.in_len() * g.oh.div_ceil(2) * g.ow.div_ceil(2);
+    let block = TILE_BLOCK.min(tiles);
+    let width = cin.max(cout);
+    let len = 16 * block * (cin + cout) + 16 * width + width;
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < len {
+            s.resize(len, 0.0);
+        }
+        let (v, rest) = s[..len].split_at_mut(16 * block * cin);
+        let (dm, rest) = rest.split_at_mut(16 * block * cout);
+        let (t, zeros) = rest.split_at_mut(16 * width);
+        zeros.fill(0.0);
+        for t0 in (0..tiles).step_by(block) {
+            let nb = block.min(tiles - t0);
+            for i in 0..nb {
+                let tile = t0 + i;
+                input_tile(g, xc, tile, &zeros[..cin], t, &mut v[..16 * nb * cin], i);
+                let (q, dmb) = (&mut t[..8 * cout], &mut dm[..16 * nb * cout]);
+                output_gradient_tile(g, dyc, tile, &zeros[..cout], q, dmb, i);
+            }
+            for e in 0..16 {
+                sgemm(
+                    cin,
+                    cout,
+                    nb,
+                    Mat::t(&v[e * nb * cin..][..nb * cin], cin),
+                    Mat::new(&dm[e * nb * cout..][..nb * cout], cout),
+                    &mut du[e * cin * cout..][..cin * cout],
+                    cout,
+                    t0 > 0,
+                    1,
+                );
+            }
+        }
+    });
+}
+
+/// `dM = A dy A^T` of tile `tile`'s 2x2 block of the output gradient (zero beyond the edges),
+/// `A^T = [1 1 1 0; 0 1 -1 -1]`, over whole channel rows: element `e` goes to row `i` of
+/// `dm`'s `e`-th `[tiles, cout]` matrix. `q` holds the 4x2 rows pass.
+fn output_gradient_tile(
+    g: &ConvGeom,
+    dyc: &[f32],
+    tile: usize,
+    zeros: &[f32],
+    q: &mut [f32],
+    dm: &mut [f32],
+    i: usize,
+) {
+    let cout = g.cout;
+    let nb = dm.len() / (16 * cout);
+    let (img, oy0, ox0) = tile_origin(g, tile);
+    let dyi = &dyc[img * g.out_len()..][..g.out_len()];
+    // Pixels beyond the output's edges (of an edge tile) contribute nothing.
+    let pixel = |r: usize, c: usize| -> &[f32] {
+        let (oy, ox) = (oy0 + r, ox0 + c);
+        if oy < g.oh && ox < g.ow {
+            &dyi[(oy * g.ow + ox) * cout..][..cout]
+        } else {
+            zeros
+        }
+    };
+    // Rows: q = A dy (4x2), row a at q[2a + c].
+    for c in 0..2 {
+        let (d0, d1) = (pixel(0, c), pixel(1, c));
+        q[c * cout..][..cout].copy_from_slice(d0);
+        add(&mut q[(2 + c) * cout..][..cout], d0, d1);
+        sub(&mut q[(4 + c) * cout..][..cout], d0, d1);
+        sub(&mut q[(6 + c) * cout..][..cout], zeros, d1);
+    }
+    // Columns: dM = q A^T (4x4).
+    for a in 0..4 {
+        let (q0, q1) = (&q[2 * a * cout..][..cout], &q[(2 * a + 1) * cout..][..cout]);
+        let at = |b: usize| ((4 * a + b) * nb + i) * cout;
+        dm[at(0)..][..cout].copy_from_slice(q0);
+        add(&mut dm[at(1)..][..cout], q0, q1);
+        sub(&mut dm[at(2)..][..cout], q0, q1);
+        sub(&mut dm[at(3)..][..cout], zeros, q1);
+    }
+}
+
+/// `dw = G^T dU G` for every channel pair (the adjoint of [`transform_kernel`]).
+fn untransform_kernel_gradient(du: &[f32], cin: usize, cout: usize, dw: &mut [f32]) {
+    let plane = cin * cout;
+    for ci in 0..cin {
+        for co in 0..cout {
+            let d = |e: usize| du[e * plane + ci * cout + co];
+            // Rows: p = G^T dU (3x4), then columns: dw = p G (3x3).
+            let cols: [[f32; 3]; 4] = std::array::from_fn(|c| {
+                let (d0, d1, d2, d3) = (d(c), d(4 + c), d(8 + c), d(12 + c));
+                [d0 + 0.5 * (d1 + d2), 0.5 * (d1 - d2), 0.5 * (d1 + d2) + d3]
+            });
+            for ky in 0..3 {
+                let p: [f32; 4] = std::array::from_fn(|c| cols[c][ky]);
+                let row = [
+                    p[0] + 0.5 * (p[1] + p[2]),
+                    0.5 * (p[1] - p[2]),
+                    0.5 * (p[1] + p[2]) + p[3],
+                ];
+                for (kx, v) in row.into_iter().enumerate() {
+                    dw[(ky * 3 + kx) * plane + ci * cout + co] = v;
+                }
+            }
+        }
+    }
+}
+
+/// The image and the top-left output pixel of tile `tile` (counted from a chunk's first image).
+fn tile_origin(g: &ConvGeom, tile: usize) -> (usize, usize, usize) {
+    let (th, tw) = (g.oh.div_ceil(2), g.ow.div_ceil(2));
+    let (img, p) = (tile / (th * tw), tile % (th * tw));
+    (img, 2 * (p / tw), 2 * (p % tw))
+}
+
+/// `V = B^T d B` of tile `tile`, `B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]`, over whole
+/// channel rows: element `e` goes to row `i` of `v`'s `e`-th `[tiles, cin]` matrix.
+fn input_tile(
+    g: &ConvGeom,
+    xc: &[f32],
+    tile: usize,
+    zeros: &[f32],
+    t: &mut [f32],
+    v: &mut [f32],
+    i: usize,
+) {
+    let cin = g.cin;
+    let nb = v.len() / (16 * cin);
+    let (img, oy, ox) = tile_origin(g, tile);
+    let (y0, x0) = (
+        oy as isize - g.pad_top as isize,
+        ox as isize - g.pad_left as isize,
+    );
+    let xi = &xc[img * g.in_len()..][..g.in_len()];
+    let d = |r: usize, c: usize| -> &[f32] {
+        let (iy, ix) = (y0 + r as isize, x0 + c as isize);
+        if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+            zeros
+        } else {
+            &xi[(iy as usize * g.w + ix as usize) * cin..][..cin]
+        }
+    };
+    // Rows: t = B^T d, row r of the tile at t[4r + c].
+    for c in 0..4 {
+        let (d0, d1, d2, d3) = (d(0, c), d(1, c), d(2, c), d(3, c));
+        sub(&mut t[c * cin..][..cin], d0, d2);
+        add(&mut t[(4 + c) * cin..][..cin], d1, d2);
+        sub(&mut t[(8 + c) * cin..][..cin], d2, d1);
+        sub(&mut t[(12 + c) * cin..][..cin], d1, d3);
+    }
+    // Columns: V = t B.
+    for r in 0..4 {
+        let row = |c: usize| &t[(4 * r + c) * cin..][..cin];
+        let at = |c: usize| ((4 * r + c) * nb + i) * cin;
+        sub(&mut v[at(0)..][..cin], row(0), row(2));
+        add(&mut v[at(1)..][..cin], row(1), row(2));
+        sub(&mut v[at(2)..][..cin], row(2), row(1));
+        sub(&mut v[at(3)..][..cin], row(1), row(3));
+    }
+}
+
+/// `y = A^T M A + b` of tile `tile` into the output pixels it covers (`m`: row `i` of each of
+/// the 16 `[tiles, cout]` matrices), `A^T = [1 1 1 0; 0 1 -1 -1]`, over whole channel rows.
+fn output_tile(
+    g: &ConvGeom,
+    tile: usize,
+    b: Option<&[f32]>,
+    s: &mut [f32],
+    m: &[f32],
+    i: usize,
+    yc: &mut [f32],
+) {
+    let cout = g.cout;
+    let nb = m.len() / (16 * cout);
+    let me = |e: usize| &m[(e * nb + i) * cout..][..cout];
+    let (img, oy0, ox0) = tile_origin(g, tile);
+    // Rows: s = A^T M (2x4), row r at s[4r + c].
+    for c in 0..4 {
+        let (m0, m1, m2, m3) = (me(c), me(4 + c), me(8 + c), me(12 + c));
+        sum3(&mut s[c * cout..][..cout], m0, m1, m2, 1.0);
+        sum3(&mut s[(4 + c) * cout..][..cout], m1, m2, m3, -1.0);
+    }
+    // Columns: y = s A (2x2), plus the bias.
+    let yi = &mut yc[img * g.out_len()..][..g.out_len()];
+    for r in 0..2.min(g.oh - oy0) {
+        let row = |c: usize| &s[(4 * r + c) * cout..][..cout];
+        for c in 0..2.min(g.ow - ox0) {
+            let dst = &mut yi[((oy0 + r) * g.ow + ox0 + c) * cout..][..cout];
+            if c == 0 {
+                sum3(dst, row(0), row(1), row(2), 1.0);
+            } else {
+                sum3(dst, row(1), row(2), row(3), -1.0);
+            }
+            if let Some(b) = b {
+                for (d, b) in dst.iter_mut().zip(b) {
+                    *d += b;
+                }
+            }
+        }
+    }
+}
+
+/// `out = a + b + c` (`sign` 1) or `a - b - c` (`sign` -1).
+fn sum3(out: &mut [f32], a: &[f32], b: &[f32], c: &[f32], sign: f32) {
+    debug_assert!(a.len() == out.len() && b.len() == out.len() && c.len() == out.len());
+    for (((o, a), b), c) in out.iter_mut().zip(a).zip(b).zip(c) {
+        *o = a + sign * (b + c);
+    }
+}
+
+fn add(out: &mut [f32], a: &[f32], b: &[f32]) {
+    debug_assert!(a.len() == out.len() && b.len() == out.len());
+    for ((o, a), b) in out.iter_mut().zip(a).zip(b) {
+        *o = a + b;
+    }
+}
+
+fn sub(out: &mut [f32], a: &[f32], b: &[f32]) {
+    debug_assert!(a.len() == out.len() && b.len() == out.len());
+    for ((o, a), b) in out.iter_mut().zip(a).zip(b) {
+        *o = a - b;
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::engine::conv::tests::{geom, naive, values};
+    use crate::layers::Padding;
+
+    fn close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}");
+        let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-5 * scale + 1e-6,
+                "{what}[{i}]: {x} vs {y} (scale {scale})"
+            );
+        }
+    }
+
+    /// Every 3x3 stride-1 geometry, eligible or not: odd and even sides (partial tiles at the
+    /// edges), `same` and `valid` padding, one channel, blocks of tiles split across images.
+    #[test]
+    fn forward_matches_the_f64_definition() {
+        for (h, w, c, p, o, n) in [
+            (9, 7, 3, Padding::Same, 5, 3),
+            (8, 8, 4, Padding::Valid, 6, 2),
+            (5, 6, 1, Padding::Same, 2, 4),
+            (3, 3, 2, Padding::Same, 3, 1),
+            (40, 30, 3, Padding::Same, 4, 2),
+            (9, 9, 64, Padding::Same, 64, 2),
+            (10, 10, 64, Padding::Valid, 72, 2),
+        ] {
+            let g = geom(h, w, c, 3, 1, p, o);
+            let x = values(n * g.in_len(), 11);
+            let k = values(9 * c * o, 12);
+            let b = values(o, 13);
+            let mut y = vec![f32::NAN; n * g.out_len()];
+            forward(&g, &x, &k, Some(&b), &mut y);
+            close(&y, &naive(&g, &x, &k, &b), &format!("{g:?}"));
+        }
+    }
+
+    /// `dw[ky, kx, c, o] = sum x[iy, ix, c] dy[oy, ox, o]` and
+    /// `dx[iy, ix, c] = sum dy[oy, ox, o] w[ky, kx, c, o]`, in f64.
+    pub fn definition_gradients(g: &ConvGeom, x: &[f32], k: &[f32], dy: &[f32]) -> [Vec<f32>; 2] {
+        let (c, o, n) = (g.cin, g.cout, x.len() / g.in_len());
+        let (mut dw, mut dx) = (vec![0.0f64; k.len()], vec![0.0f64; x.len()]);
+        for i in 0..n {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let d = &dy[i * g.out_len() + (oy * g.ow + ox) * o..][..o];
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            let iy = (oy + ky) as isize - g.pad_top as isize;
+                            let ix = (ox + kx) as isize - g.pad_left as isize;
+                            if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                continue;
+                            }
+                            let xi = i * g.in_len() + (iy as usize * g.w + ix as usize) * c;
+                            for ci in 0..c {
+                                let kk = ((ky * 3 + kx) * c + ci) * o;
+                                for co in 0..o {
+                                    dw[kk + co] += x[xi + ci] as f64 * d[co] as f64;
+                                    dx[xi + ci] += k[kk + co] as f64 * d[co] as f64;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        [dw, dx].map(|v| v.into_iter().map(|v| v as f32).collect())
+    }
+
+    /// Every gradient against its definition: the input gradient as a convolution of the
+    /// output gradient with the flipped kernel, the kernel gradient summed over tiles in
+    /// several blocks (the 40x30 case has 600 tiles), over edge tiles and over chunks of
+    /// images.
+    #[test]
+    fn gradients_match_the_definition() {
+        for (h, w, c, p, o, n) in [
+            (9, 7, 3, Padding::Same, 5, 2),
+            (8, 8, 4, Padding::Valid, 6, 2),
+            (6, 5, 2, Padding::Valid, 3, 3),
+            (40, 30, 3, Padding::Same, 4, 2),
+        ] {
+            let g = geom(h, w, c, 3, 1, p, o);
+            let x = values(n * g.in_len(), 20);
+            let k = values(9 * c * o, 21);
+            let dy = values(n * g.out_len(), 22);
+            let [want_dw, want_dx] = definition_gradients(&g, &x, &k, &dy);
+            let (mut dw, mut db, mut dx) = (
+                vec![f32::NAN; k.len()],
+                vec![f32::NAN; o],
+                vec![f32::NAN; x.len()],
+            );
+            let mut parts = Partials::default();
+            backward(
+                &g,
+                &x,
+                &k,
+                &dy,
+                &mut dw,
+                Some(&mut db),
+                Some(&mut dx),
+                &mut parts,
+            );
+            close(&dx, &want_dx, &format!("dx {g:?}"));
+            let want_db: Vec<f32> = (0..o).map(|j| dy.iter().skip(j).step_by(o).sum()).collect();
+            close(&db, &want_db, &format!("db {g:?}"));
+            close(&dw, &want_dw, &format!("dw {g:?}"));
+        }
+    }
+
+    #[test]
+    fn eligibility_keeps_narrow_and_small_layers_on_im2col() {
+        // All-CNN-C's 96- and 192-channel layers, VGG16's, not LCNN's.
+        assert!(eligible(&geom(32, 32, 96, 3, 1, Padding::Same, 96)));
+        assert!(eligible(&geom(8, 8, 192, 3, 1, Padding::Same, 192)));
+        assert!(eligible(&geom(150, 150, 64, 3, 1, Padding::Same, 64)));
+        assert!(!eligible(&geom(32, 32, 3, 3, 1, Padding::Same, 96)));
+        assert!(!eligible(&geom(14, 14, 48, 3, 1, Padding::Same, 128)));
+        assert!(!eligible(&geom(4, 4, 64, 3, 1, Padding::Same, 64)));
+        assert!(!eligible(&geom(32, 32, 96, 3, 2, Padding::Same, 96)));
+        assert!(!eligible(&geom(32, 32, 96, 5, 1, Padding::Same, 96)));
+    }
+}
