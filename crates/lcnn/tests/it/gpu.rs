@@ -98,7 +98,7 @@ fn one_epoch_on_wgpu_matches_the_cpu_path() {
     // Mixed precision on the GPU path: one All-CNN-C step with f16 (then bf16) convolutions
     // over f32 weights, against the CPU's f32 step, to half precision's rounding (the
     // tolerances of the CPU's own mixed precision test).
-    let (init, one_step) = one_allconv_step(&dir);
+    let (init, one_step) = one_allconv_step(dir);
     run("allconv-cpu", Device::flex(), &one_step);
     for (precision, tol) in [(Precision::F16, 5e-2), (Precision::Bf16, 1.2e-1)] {
         if let Err(e) = precision.check_device(&wgpu) {
