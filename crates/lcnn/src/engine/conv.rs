@@ -145,7 +145,9 @@ impl ConvGeom {
     }
 }
 
-fn with_cols<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+/// `f` on this thread's scratch buffer, grown to at least `len` values (the im2col patches,
+/// or the Winograd path's transformed tiles).
+pub(super) fn with_cols<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     COLS.with(|c| {
         let mut c = c.borrow_mut();
         if c.len() < len {

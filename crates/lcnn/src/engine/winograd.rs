@@ -24,7 +24,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::conv::{bias_gradient, reduce_parts, ConvGeom, Partials};
+use super::conv::{bias_gradient, reduce_parts, with_cols, ConvGeom, Partials};
 use super::gemm::{sgemm, Mat};
 
 /// Tiles transformed and multiplied at once: enough rows to amortize packing `U[e]`.
@@ -40,8 +40,6 @@ const MIN_SIDE: usize = 8;
 thread_local! {
     /// The transformed kernel, built on the calling thread and read by the workers.
     static KERNEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    /// A worker's `V`, `M` and transform rows.
-    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Whether convolution `g` (and its input gradient) takes the Winograd path.
@@ -141,12 +139,8 @@ fn forward_chunk(g: &ConvGeom, xc: &[f32], u: &[f32], b: Option<&[f32]>, yc: &mu
     let tiles = xc.len() / g.in_len() * g.oh.div_ceil(2) * g.ow.div_ceil(2);
     let block = TILE_BLOCK.min(tiles);
     let len = 16 * block * (cin + cout) + 16 * cin + 8 * cout + cin;
-    SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() < len {
-            s.resize(len, 0.0);
-        }
-        let (v, rest) = s[..len].split_at_mut(16 * block * cin);
+    with_cols(len, |s| {
+        let (v, rest) = s.split_at_mut(16 * block * cin);
         let (m, rest) = rest.split_at_mut(16 * block * cout);
         let (t, rest) = rest.split_at_mut(16 * cin);
         let (rows, zeros) = rest.split_at_mut(8 * cout);
@@ -229,12 +223,8 @@ fn kernel_gradient_transformed(g: &ConvGeom, xc: &[f32], dyc: &[f32], du: &mut [
     let block = TILE_BLOCK.min(tiles);
     let width = cin.max(cout);
     let len = 16 * block * (cin + cout) + 16 * width + width;
-    SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() < len {
-            s.resize(len, 0.0);
-        }
-        let (v, rest) = s[..len].split_at_mut(16 * block * cin);
+    with_cols(len, |s| {
+        let (v, rest) = s.split_at_mut(16 * block * cin);
         let (dm, rest) = rest.split_at_mut(16 * block * cout);
         let (t, zeros) = rest.split_at_mut(16 * width);
         zeros.fill(0.0);
