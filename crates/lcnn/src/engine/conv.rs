@@ -503,8 +503,12 @@ pub(crate) mod tests {
     /// from the im2col path beside it) against their f64 definitions.
     #[test]
     fn wide_3x3_layers_match_the_definition() {
-        for (h, p, o) in [(9, Padding::Same, 64), (10, Padding::Valid, 72)] {
-            let (c, n) = (64, 2);
+        for (h, c, p, o) in [
+            (9, 64, Padding::Same, 64),
+            (10, 64, Padding::Valid, 72),
+            (16, 32, Padding::Same, 96),
+        ] {
+            let n = 2;
             let g = geom(h, h, c, 3, 1, p, o);
             assert!(winograd::eligible(&g));
             let x = values(n * g.in_len(), 31);
