@@ -4,8 +4,9 @@
 #
 #   LCNN=target/release/lcnn SEEDS="42 1 2 3 4" PARALLEL=1 bench/recipe.sh OUT -- train ARGS...
 #
-# PARALLEL runs that many seeds at once (a GPU shared by several runs; on the CPU keep 1, the
-# wall time is then each run's own). Each row: seed, exit code, wall seconds, epochs run,
+# PARALLEL runs that many seeds at once (a GPU shared by several runs; on the CPU, one thread
+# each with RAYON_NUM_THREADS=1, which gives the weights of any other thread count). LAST_THREADS
+# sets RAYON_NUM_THREADS for the last seed, which may run alone (five seeds, two at a time). Each row: seed, exit code, wall seconds, epochs run,
 # test_accuracy / test_loss, the best and the final val_accuracy (their gap is what the
 # recipe loses by keeping the last weights).
 set -u
@@ -37,8 +38,13 @@ one() {
         echo "| $seed | $rc | | | (no history) | | |" >"$run.row"
 }
 running=0
+last=${SEEDS##* }
 for seed in $SEEDS; do
-    one "$seed" "$@" &
+    if [ "$seed" = "$last" ] && [ -n "${LAST_THREADS:-}" ]; then
+        RAYON_NUM_THREADS=$LAST_THREADS one "$seed" "$@" &
+    else
+        one "$seed" "$@" &
+    fi
     running=$((running + 1))
     if [ "$running" -ge "$PARALLEL" ]; then
         wait -n
