@@ -7,8 +7,9 @@
 # PARALLEL runs that many seeds at once (a GPU shared by several runs; on the CPU, one thread
 # each with RAYON_NUM_THREADS=1, which gives the weights of any other thread count).
 # LAST_THREADS sets RAYON_NUM_THREADS for the last seed, which may run alone (five seeds, two
-# at a time). Each row: seed, exit code, wall seconds, epochs run, test_accuracy / test_loss, the best and the final val_accuracy (their gap is what the
-# recipe loses by keeping the last weights).
+# at a time). Each row: seed, exit code, wall seconds, epochs run, test_accuracy / test_loss,
+# the best and the final val_accuracy (their gap is what the recipe loses by keeping the last
+# weights).
 set -u
 OUT=$1
 shift
