@@ -209,6 +209,28 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
         out.contains("test_loss: ") && out.contains("test_accuracy: "),
         "{out}"
     );
+    // ... and refuses data whose classes are not the model's (it once panicked on a third
+    // class and scored renamed ones without a word).
+    let other = dir.join("other");
+    lcnn::data::synthetic::write_halves_folder(&other, 8, 16).unwrap();
+    for split in ["train", "test"] {
+        std::fs::rename(other.join(split).join("left"), other.join(split).join("up")).unwrap();
+    }
+    let other_data = format!("images:{}", other.display());
+    let o = lcnn(&[
+        "eval",
+        "--run",
+        full.to_str().unwrap(),
+        "--dataset",
+        &other_data,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("[right, up]")
+            && stderr(&o).contains("trained on 2 classes [left, right]"),
+        "{}",
+        stderr(&o)
+    );
     let image = dir.join("data/test/left/000.png");
     let o = lcnn(&[
         "predict",
