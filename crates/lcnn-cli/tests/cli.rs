@@ -244,6 +244,21 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
         out.contains("000.png: ") && out.contains("left ") && out.contains("right "),
         "{out}"
     );
+
+    // A trained run without its resume point is refused, not trained again over its weights.
+    let model = std::fs::read(full.join("model.safetensors")).unwrap();
+    std::fs::remove_file(full.join("last.safetensors")).unwrap();
+    let o = lcnn(&["train", "--resume", full.to_str().unwrap(), "--quiet"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("last.safetensors: missing"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read(full.join("model.safetensors")).unwrap(),
+        model
+    );
 }
 
 #[test]

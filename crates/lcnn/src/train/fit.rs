@@ -539,6 +539,19 @@ impl<'a> Session<'a> {
         let mut es_best = None;
         let mut slots = Vec::new();
         let mut record = None;
+        // A finished run (its final model written) without its resume point would train
+        // again from epoch 1 over that model: refuse rather than lose it. (A run killed before
+        // its first resume point, even one with a best checkpoint, starts again as before.)
+        if opts.resume && !files.last().exists() && files.model().exists() {
+            return Err(TrainError::Run {
+                file: files.last(),
+                reason: format!(
+                    "missing, but {} exists: resuming without the resume point would train \
+                     again from epoch 1 over it; restore the file, or train into a new --out",
+                    files.model().display()
+                ),
+            });
+        }
         if opts.resume && files.last().exists() {
             let resumed = read_resume_point(&files, model)?;
             model = resumed.model;
