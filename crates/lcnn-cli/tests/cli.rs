@@ -259,6 +259,15 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
         std::fs::read(full.join("model.safetensors")).unwrap(),
         model
     );
+
+    // A `val_` monitor without validation data is refused before the first epoch.
+    let none = dir.join("no-val");
+    let mut args = train_args(&data, none.to_str().unwrap());
+    args.extend(["--validation-split", "0"]);
+    let o = lcnn(&args);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(stderr(&o).contains("no validation data"), "{}", stderr(&o));
+    assert!(!none.join("history.csv").exists());
 }
 
 #[test]

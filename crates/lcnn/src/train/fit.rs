@@ -486,6 +486,34 @@ impl<'a> Session<'a> {
             reason: format!("cannot create the run folder: {e}"),
         })?;
         let data = FitData::load(config, opts)?;
+        // Without validation data a `val_` monitor would fail only after the first epoch.
+        if data.val.is_none() {
+            let monitors = [
+                (
+                    "--checkpoint-monitor",
+                    config
+                        .checkpoint
+                        .save_best_only
+                        .then_some(&config.checkpoint.monitor),
+                ),
+                (
+                    "--monitor",
+                    config.early_stopping.as_ref().map(|e| &e.monitor),
+                ),
+                ("--monitor", config.reduce_lr.as_ref().map(|r| &r.monitor)),
+            ];
+            if let Some((flag, monitor)) = monitors
+                .into_iter()
+                .find_map(|(f, m)| m.filter(|m| m.starts_with("val_")).map(|m| (f, m)))
+            {
+                return Err(TrainError::Config(format!(
+                    "{flag} {monitor}: this run has no validation data (--validation-split 0 and \
+                     no validation folder), so there is no `{monitor}`; monitor `{}` instead, or \
+                     give a validation split",
+                    &monitor["val_".len()..]
+                )));
+            }
+        }
 
         // Model: seeded Keras initialization, stable parameter names.
         let device = opts.device.clone();
