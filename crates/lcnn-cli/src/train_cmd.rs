@@ -655,21 +655,13 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
             run.preprocess.input
         );
     }
-    // A label the model has no output for would index past its logits: refuse it here, and
-    // refuse other class names too, which would score the wrong classes without a word.
-    let expected = if run.config.class_mode == "binary" {
-        2
-    } else {
-        run.model.classes
-    };
+    // Class names other than the model's would score the wrong classes without a word (a
+    // wrong class count is `evaluate`'s error).
     let trained = &run.preprocess.classes;
-    if ds.num_classes() != expected
-        || (!run.config.dataset.is_empty() && !trained.is_empty() && ds.classes != *trained)
-    {
+    if !run.config.dataset.is_empty() && !trained.is_empty() && ds.classes != *trained {
         bail!(
-            "dataset `{dataset}` has {} classes [{}]; the model in {} was trained on {expected} \
-             classes [{}]: evaluate it on data with the same class folders",
-            ds.num_classes(),
+            "dataset `{dataset}` has the classes [{}]; the model in {} was trained on [{}]: \
+             evaluate it on data with the same class folders",
             ds.classes.join(", "),
             args.run.run.display(),
             trained.join(", ")

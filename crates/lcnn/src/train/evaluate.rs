@@ -147,6 +147,18 @@ pub fn evaluate(
     eer: Option<usize>,
     device: &Device,
 ) -> Result<EvalResult, TrainError> {
+    // A label the model has no output for would index past its logits (one sigmoid output
+    // takes two classes).
+    let fits = dataset.num_classes() == classes.max(2);
+    if !fits {
+        return Err(TrainError::Config(format!(
+            "the dataset has {} classes [{}], the model {} outputs: it needs data with the \
+             classes it was trained on",
+            dataset.num_classes(),
+            dataset.classes.join(", "),
+            classes
+        )));
+    }
     let penalty = crate::weights::l2_penalty(network, terms.first_trained, terms.l2)
         .map_or(0.0, |p| p.into_scalar::<f32>() as f64);
     let ls = terms.label_smoothing;
