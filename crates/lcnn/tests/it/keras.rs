@@ -59,6 +59,10 @@ fn assert_close(got: &[f32], want: &[f64], rel: f64, what: &str) {
 
 #[test]
 fn keras_cifar_cnn_matches_the_numpy_reference_on_both_engines() {
+    // Burn's initializer draws from the generator the seeded tests share: take turns.
+    let _turn = crate::train::TRAINING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let file = shared_weights().join("keras-cifar10-cnn/cnn_model.h5");
     let fx: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(fixture_path("keras_cifar10_cnn.json")).unwrap(),
@@ -233,6 +237,10 @@ fn a_written_keras_file_imports_and_bad_ones_are_clear_errors() {
 /// (the real file is not reachable from this machine), read by name into lcnn's VGG16 base.
 #[test]
 fn keras_applications_vgg16_notop_weights_load_by_name() {
+    // Burn's initializer draws from the generator the seeded tests share: take turns.
+    let _turn = crate::train::TRAINING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     use lcnn::models::{ModelConfig, ModelName, Shape};
     use lcnn::weights::keras::read_weights_by_name;
 
@@ -357,6 +365,10 @@ fn write_functional(path: &Path, fx: &serde_json::Value, config: &str) {
 /// branching graph and a `Lambda` are clear errors.
 #[test]
 fn a_functional_lcnn_with_maxout_and_average_pooling_matches_numpy() {
+    // Burn's initializer draws from the generator the seeded tests share: take turns.
+    let _turn = crate::train::TRAINING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     use lcnn::weights::keras::{read_model_with, ImportOptions, MaxoutOrder};
 
     let fx: serde_json::Value = serde_json::from_str(
