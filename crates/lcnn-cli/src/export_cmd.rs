@@ -1,9 +1,9 @@
 //! `lcnn export`: a run's weights for another framework.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use lcnn::device::Device;
 use lcnn::train::{LoadedRun, RunWeights};
@@ -40,6 +40,7 @@ struct TorchArgs {
 pub fn run(args: ExportArgs) -> Result<()> {
     match args.what {
         ExportWhat::Torch(a) => {
+            check_out(&a.out)?;
             let run = LoadedRun::load_weights(&a.run, a.weights, &Device::flex())?;
             let tensors =
                 lcnn::weights::pytorch::to_state_dict(&lcnn::weights::export(&run.network));
@@ -52,6 +53,69 @@ pub fn run(args: ExportArgs) -> Result<()> {
                 a.out.display()
             );
             Ok(())
+        }
+    }
+}
+
+/// The file `export` may write: a `.safetensors` name (the format it writes; a `.pt` name would
+/// make `torch.load` fail on it), and never a weights file of a run folder (the run's own
+/// model would be replaced by its PyTorch layout).
+fn check_out(out: &Path) -> Result<()> {
+    if out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
+        bail!(
+            "--out {}: export torch writes a safetensors file (load it with \
+             safetensors.torch.load_file); give the file a .safetensors name",
+            out.display()
+        );
+    }
+    let dir = out.parent().unwrap_or(Path::new("."));
+    let files = lcnn::train::RunFiles::new(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    });
+    if files.config().exists()
+        && files
+            .written()
+            .iter()
+            .any(|f| f.file_name() == out.file_name())
+    {
+        bail!(
+            "--out {}: that is a weights file of the run in {} (lcnn's layout); write the \
+             PyTorch state_dict to another name, e.g. {}",
+            out.display(),
+            files.dir.display(),
+            files.dir.join("torch.safetensors").display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_must_be_safetensors_and_not_a_run_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let err = check_out(&d.join("model.pt")).unwrap_err().to_string();
+        assert!(
+            err.contains("model.pt") && err.contains(".safetensors name"),
+            "{err}"
+        );
+        // Outside a run folder any .safetensors name is fine; inside, not the run's files.
+        assert!(check_out(&d.join("model.safetensors")).is_ok());
+        std::fs::write(d.join("config.json"), "{}").unwrap();
+        let err = check_out(&d.join("model.safetensors"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("weights file of the run") && err.contains("torch.safetensors"),
+            "{err}"
+        );
+        for ok in ["torch.safetensors", "model-torch.safetensors"] {
+            assert!(check_out(&d.join(ok)).is_ok(), "{ok}");
         }
     }
 }

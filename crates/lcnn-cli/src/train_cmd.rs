@@ -234,6 +234,9 @@ pub struct TrainArgs {
     /// --epochs may raise the epoch count).
     #[arg(long, help_heading = RUN, conflicts_with = "out")]
     resume: Option<PathBuf>,
+    /// Replace the run already in --out (without it, train refuses a folder holding a run).
+    #[arg(long, help_heading = RUN, conflicts_with = "resume")]
+    overwrite: bool,
     /// Never download datasets.
     #[arg(long, help_heading = DATA)]
     offline: bool,
@@ -522,7 +525,7 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
             (config, dir.clone(), true)
         }
         None => {
-            let config = config(&args)?;
+            let config = config(&args)?.with_absolute_paths();
             let out = args.out.clone().unwrap_or_else(|| {
                 let t = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
@@ -551,6 +554,7 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
             "off" => Some(false),
             _ => None,
         },
+        overwrite: args.overwrite,
     };
     let report = fit(&config, &opts)?;
     if let Some(test) = report.test {

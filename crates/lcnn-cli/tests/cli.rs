@@ -259,6 +259,43 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
         model
     );
 
+    // A fresh run into a folder that holds a run is refused, the run left as it was; with
+    // --overwrite it replaces that run (and only once its own checks have passed).
+    let o = lcnn(&train_args(&data, full.to_str().unwrap()));
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("already holds a run (config.json, history.csv")
+            && stderr(&o).contains("--overwrite"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read(full.join("model.safetensors")).unwrap(),
+        model
+    );
+    assert_eq!(rows(&full.join("history.csv")), 5);
+    let mut args = train_args(&data, full.to_str().unwrap());
+    args.extend(["--overwrite", "--validation-split", "0"]);
+    let o = lcnn(&args);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert_eq!(
+        rows(&full.join("history.csv")),
+        5,
+        "a refused run removed the old one"
+    );
+    let mut args = train_args(&data, full.to_str().unwrap());
+    let epochs = args.iter().position(|a| *a == "--epochs").unwrap();
+    args[epochs + 1] = "1";
+    args.push("--overwrite");
+    let o = lcnn(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(rows(&full.join("history.csv")), 1);
+    assert!(full.join("last.safetensors").exists());
+    assert_ne!(
+        std::fs::read(full.join("model.safetensors")).unwrap(),
+        model
+    );
+
     // A `val_` monitor without validation data is refused before the first epoch.
     let none = dir.join("no-val");
     let mut args = train_args(&data, none.to_str().unwrap());

@@ -121,6 +121,40 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// The configuration with every path made absolute (against the current folder): the
+    /// dataset folder, `data_dir`, initial weights, the base run and audio protocol files.
+    /// `config.json` keeps these, so a run resumed, evaluated or used as a base from another
+    /// folder finds its data again. Paths are not required to exist.
+    pub fn with_absolute_paths(mut self) -> Self {
+        let abs = |p: &mut PathBuf| {
+            if let Ok(a) = std::path::absolute(&*p) {
+                *p = a;
+            }
+        };
+        match self.dataset.parse() {
+            Ok(crate::data::DatasetSpec::Images(mut dir)) => {
+                abs(&mut dir);
+                self.dataset = format!("images:{}", dir.display());
+            }
+            Ok(crate::data::DatasetSpec::Audio(mut dir)) => {
+                abs(&mut dir);
+                self.dataset = format!("audio:{}", dir.display());
+            }
+            _ => {}
+        }
+        abs(&mut self.data_dir);
+        let audio = &mut self.audio;
+        let optional = [
+            &mut self.init_weights,
+            &mut self.base,
+            &mut audio.protocol,
+            &mut audio.val_protocol,
+            &mut audio.test_protocol,
+        ];
+        optional.into_iter().flatten().for_each(abs);
+        self
+    }
+
     /// Index of the first layer training updates: the `--freeze-until` layer, the first head
     /// layer with `--freeze-base`, else 0. The L2 penalty covers kernels from there on.
     pub fn first_trained_layer(&self, spec: &ModelSpec) -> Result<usize, TrainError> {
@@ -225,6 +259,40 @@ impl Default for TrainConfig {
             lr_schedule: None,
             regularization: Regularization::default(),
             audio: Default::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_become_absolute_and_names_stay() {
+        let cwd = std::env::current_dir().unwrap();
+        let mut c = TrainConfig {
+            dataset: "images:data/cats".into(),
+            data_dir: "shared/data".into(),
+            init_weights: Some("w.safetensors".into()),
+            ..TrainConfig::default()
+        };
+        c.audio.protocol = Some("p.txt".into());
+        let c = c.with_absolute_paths();
+        let dir = cwd.join("data/cats");
+        assert_eq!(c.dataset, format!("images:{}", dir.display()));
+        assert_eq!(c.data_dir, cwd.join("shared/data"));
+        assert_eq!(c.init_weights, Some(cwd.join("w.safetensors")));
+        assert_eq!(c.audio.protocol, Some(cwd.join("p.txt")));
+        assert_eq!(c.base, None);
+        // Already absolute, and named datasets, stay as they are.
+        let c = c.with_absolute_paths();
+        assert_eq!(c.dataset, format!("images:{}", dir.display()));
+        for name in ["mnist", "cifar10"] {
+            let d = TrainConfig {
+                dataset: name.into(),
+                ..TrainConfig::default()
+            };
+            assert_eq!(d.with_absolute_paths().dataset, name);
         }
     }
 }

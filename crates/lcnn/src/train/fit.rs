@@ -64,6 +64,10 @@ pub struct FitOptions {
     /// when the augmentation has a rotation), `Some(false)` never, `None` on a GPU when the
     /// images take at most [`DEVICE_DATA_LIMIT`] bytes and the augmentation allows it.
     pub data_on_device: Option<bool>,
+    /// A fresh run (not `resume`) replaces a run already in `out`: that run's files are
+    /// removed once the new run has passed its checks, just before it writes its own. Without
+    /// it, a fresh run refuses a folder that holds a run's files ([`RunFiles::written`]).
+    pub overwrite: bool,
 }
 
 /// The most bytes of training images kept on a GPU when not asked ([`FitOptions`]).
@@ -481,6 +485,27 @@ impl<'a> Session<'a> {
         check(config)?;
         let mut callbacks = Callbacks::new(config)?;
         let files = RunFiles::new(&opts.out);
+        // A trained run is never written over by mistake (its weights would be lost).
+        let earlier: Vec<PathBuf> = match opts.resume {
+            true => Vec::new(),
+            false => files.written().into_iter().filter(|f| f.exists()).collect(),
+        };
+        if !earlier.is_empty() && !opts.overwrite {
+            let names: Vec<String> = earlier
+                .iter()
+                .filter_map(|f| f.file_name())
+                .map(|f| f.to_string_lossy().into_owned())
+                .collect();
+            return Err(TrainError::Run {
+                file: files.dir.clone(),
+                reason: format!(
+                    "already holds a run ({}); train into another --out, continue this one \
+                     with --resume {}, or replace it with --overwrite",
+                    names.join(", "),
+                    files.dir.display()
+                ),
+            });
+        }
         std::fs::create_dir_all(&files.dir).map_err(|e| TrainError::Run {
             file: files.dir.clone(),
             reason: format!("cannot create the run folder: {e}"),
@@ -669,6 +694,13 @@ impl<'a> Session<'a> {
             }
             on
         });
+        // --overwrite: the earlier run goes only now that this one has passed its checks.
+        for file in &earlier {
+            std::fs::remove_file(file).map_err(|e| TrainError::Run {
+                file: file.clone(),
+                reason: format!("cannot remove the earlier run's file (--overwrite): {e}"),
+            })?;
+        }
         // A run killed before its first epoch ended has no resume point: it starts over.
         save_config(&files, config)?;
         let csv = if state.epochs_done > 0 {

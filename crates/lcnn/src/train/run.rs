@@ -54,6 +54,19 @@ impl RunFiles {
     pub fn model(&self) -> PathBuf {
         self.dir.join("model.safetensors")
     }
+    /// Every file a run writes (`roc.png` for detection tasks): any of them present makes the
+    /// folder a run's, which a fresh run does not write over unless told to.
+    pub fn written(&self) -> Vec<PathBuf> {
+        vec![
+            self.config(),
+            self.history_csv(),
+            self.history_png(),
+            self.best(),
+            self.last(),
+            self.model(),
+            self.dir.join(crate::callbacks::ROC_PNG),
+        ]
+    }
 }
 
 /// The loop state saved in the resume point's metadata (`state`).

@@ -423,6 +423,7 @@ fn a_run_on_audio_logs_monitors_and_plots_the_eer() {
         device: Device::flex(),
         devices: Vec::new(),
         data_on_device: None,
+        overwrite: false,
     };
     let report = fit(&config, &opts).unwrap();
     for row in &report.history {

@@ -73,6 +73,7 @@ fn one_epoch_on_wgpu_matches_the_cpu_path() {
             device,
             devices: Vec::new(),
             data_on_device: None,
+            overwrite: false,
         };
         fit(config, &opts).unwrap()
     };

@@ -51,6 +51,7 @@ fn opts(out: &Path, resume: bool) -> FitOptions {
         device: Device::flex(),
         devices: Vec::new(),
         data_on_device: None,
+        overwrite: false,
     }
 }
 
@@ -457,6 +458,7 @@ fn batches_made_on_the_device_train_exactly_as_the_hosts() {
     let on_device = |out: &str, cfg: &TrainConfig| {
         let opts = FitOptions {
             data_on_device: Some(true),
+            overwrite: false,
             ..opts(&dir.join(out), false)
         };
         fit(cfg, &opts)
