@@ -137,8 +137,9 @@ pub struct TrainArgs {
     /// Smallest change that counts as an improvement.
     #[arg(long, help_heading = CALLBACKS, default_value_t = 0.0)]
     min_delta: f64,
-    /// Restore the best weights when early stopping ends the run.
-    #[arg(long, help_heading = CALLBACKS)]
+    /// End with the weights of the best epoch by --monitor, whether early stopping ended the
+    /// run or not (Keras 3's restore_best_weights; --patience at least --epochs never stops).
+    #[arg(long, help_heading = CALLBACKS, conflicts_with = "no_early_stopping")]
     restore_best_weights: bool,
     /// Train all epochs, without early stopping.
     #[arg(long, help_heading = CALLBACKS)]

@@ -1,4 +1,5 @@
-//! Early stopping with the exact semantics of Keras 2.9's `keras.callbacks.EarlyStopping`.
+//! Early stopping with the exact semantics of Keras' `keras.callbacks.EarlyStopping` (Keras 3;
+//! Keras 2.9 where the two agree, which is everywhere but the restoring of weights).
 //!
 //! At the end of every epoch, [`EarlyStopping::on_epoch_end`] does what Keras does:
 //!
@@ -9,13 +10,19 @@
 //!    direction of the mode), it becomes `best`, its epoch `best_epoch`, its weights are kept
 //!    when `restore_best_weights`; and `wait` is reset to 0 only if the value *also* improves
 //!    on `baseline` (when one is given);
-//! 4. if `wait >= patience` and `epoch > 0`, training stops; when `restore_best_weights` and
-//!    weights were kept, the kept weights are restored.
+//! 4. if `wait >= patience` and `epoch > 0`, training stops.
 //!
-//! Consequences worth knowing, all as in Keras 2.9: the best value starts at `+inf` (min) or
-//! `-inf` (max), not at `baseline`; weights are restored only when training stops early, not
-//! when it runs to the last epoch; with `patience = 0` training stops at epoch 1 (the second
-//! epoch) whatever the values, since `wait` is 0 or 1 there. The epoch index is the absolute,
+//! At the end of training, [`EarlyStopping::on_train_end`] says to load the kept weights back
+//! when `restore_best_weights` and weights were kept: whether training stopped early or ran
+//! all its epochs, as Keras 3 does. (Keras 2.9 restored them only when training stopped early,
+//! so a run that never stopped kept its last weights however much worse they were: a recipe
+//! could not rely on the flag.)
+//!
+//! Consequences worth knowing, as in Keras: the best value starts at `+inf` (min) or
+//! `-inf` (max), not at `baseline`; with `patience = 0` training stops at epoch 1 (the second
+//! epoch) whatever the values, since `wait` is 0 or 1 there; `patience` at least the number of
+//! epochs never stops a run, which with `restore_best_weights` ends with its best epoch's
+//! weights. The epoch index is the absolute,
 //! 0-based epoch (Keras' `epoch`, which counts from `initial_epoch` on a resumed `fit`).
 //!
 //! One difference: a monitor missing from the logs is an error here
@@ -50,8 +57,8 @@ pub struct EarlyStoppingConfig {
     pub mode: Mode,
     /// A value the monitor must improve on for `wait` to be reset. Keras default: `None`.
     pub baseline: Option<f64>,
-    /// Whether to restore the weights of the best epoch when training stops early. Keras
-    /// default: `False`.
+    /// Whether to restore the weights of the best epoch at the end of training (early or
+    /// not). Keras default: `False`.
     pub restore_best_weights: bool,
 }
 
@@ -98,12 +105,9 @@ pub struct EarlyStoppingAction {
     pub snapshot_weights: bool,
     /// Stop training after this epoch.
     pub stop: bool,
-    /// Load the kept weights back into the model (only with `stop`, `restore_best_weights`
-    /// and a snapshot taken). When `snapshot_weights` is also set, take the snapshot first.
-    pub restore_best_weights: bool,
 }
 
-/// Keras 2.9 `EarlyStopping` as a pure state machine; see the module documentation.
+/// Keras' `EarlyStopping` as a pure state machine; see the module documentation.
 #[derive(Debug, Clone)]
 pub struct EarlyStopping {
     config: EarlyStoppingConfig,
@@ -202,9 +206,16 @@ impl EarlyStopping {
         if st.wait >= self.config.patience && epoch > 0 {
             st.stopped_epoch = epoch;
             action.stop = true;
-            action.restore_best_weights = restore && st.has_best_weights;
         }
         Ok(action)
+    }
+
+    /// Keras 3 `on_train_end`: whether to load the kept weights (the best epoch's, see
+    /// [`EarlyStoppingState::best_epoch`]) back into the model now that training is over;
+    /// true with `restore_best_weights` once weights were kept, whether or not training
+    /// stopped early.
+    pub fn on_train_end(&self) -> bool {
+        self.config.restore_best_weights && self.state.has_best_weights
     }
 }
 
@@ -411,30 +422,39 @@ mod tests {
     }
 
     #[test]
-    fn restores_only_when_stopping_early() {
+    fn restores_at_the_end_of_training_stopped_early_or_not() {
         let cfg = EarlyStoppingConfig {
             patience: 2,
             restore_best_weights: true,
             ..Default::default()
         };
-        // Keeps improving: never stops, never restores.
+        // Keeps improving: never stops, snapshots every epoch, restores the last one.
         let mut es = EarlyStopping::new(cfg.clone()).unwrap();
         let a = run(&mut es, &[1.0, 0.75, 0.5, 0.25]);
-        assert!(a
-            .iter()
-            .all(|a| a.snapshot_weights && !a.stop && !a.restore_best_weights));
+        assert!(a.iter().all(|a| a.snapshot_weights && !a.stop));
+        assert!(es.on_train_end());
+        assert_eq!(es.state().best_epoch, 3);
 
-        // Stops: restores on the stopping epoch only.
-        let mut es = EarlyStopping::new(cfg).unwrap();
+        // Stops: restores the best epoch's weights.
+        let mut es = EarlyStopping::new(cfg.clone()).unwrap();
         let a = run(&mut es, &[1.0, 0.5, 0.75, 0.75]);
         assert_eq!(
             a.iter().map(|a| a.snapshot_weights).collect::<Vec<_>>(),
             [true, true, false, false]
         );
-        assert_eq!(
-            a.iter().map(|a| a.restore_best_weights).collect::<Vec<_>>(),
-            [false, false, false, true]
-        );
+        assert_eq!(stop_epoch(&a), Some(3));
+        assert!(es.on_train_end());
+        assert_eq!(es.state().best_epoch, 1);
+
+        // Patience never runs out (Keras 3 restores anyway; Keras 2.9 kept the last weights).
+        let mut es = EarlyStopping::new(EarlyStoppingConfig {
+            patience: 10,
+            ..cfg
+        })
+        .unwrap();
+        let a = run(&mut es, &[1.0, 0.5, 0.75, 0.8, 0.9]);
+        assert!(a.iter().all(|a| !a.stop));
+        assert!(es.on_train_end());
         assert_eq!(es.state().best_epoch, 1);
     }
 
@@ -448,7 +468,7 @@ mod tests {
         .unwrap();
         let a = run(&mut es, &[f64::NAN, f64::NAN, f64::NAN]);
         assert!(a[0].snapshot_weights && !a[0].is_best);
-        assert!(a[1].stop && a[1].restore_best_weights && !a[1].snapshot_weights);
+        assert!(a[1].stop && !a[1].snapshot_weights && es.on_train_end());
         assert_eq!(es.best(), None);
     }
 
@@ -456,10 +476,9 @@ mod tests {
     fn without_restore_best_weights_never_snapshots() {
         let mut es = EarlyStopping::new(config(1)).unwrap();
         let a = run(&mut es, &[1.0, 0.5, 2.0]);
-        assert!(a
-            .iter()
-            .all(|a| !a.snapshot_weights && !a.restore_best_weights));
+        assert!(a.iter().all(|a| !a.snapshot_weights));
         assert_eq!(stop_epoch(&a), Some(2));
+        assert!(!es.on_train_end());
         assert!(!es.state().has_best_weights);
     }
 

@@ -947,7 +947,7 @@ impl<'a> Session<'a> {
     /// CSV row, the plot and the resume point.
     fn end_epoch(
         &mut self,
-        mut model: Network,
+        model: Network,
         epoch: usize,
         mut logs: Logs,
     ) -> Result<Network, TrainError> {
@@ -965,12 +965,6 @@ impl<'a> Session<'a> {
             }
             if action.stop {
                 state.stopped = true;
-                if let (true, Some(best)) = (action.restore_best_weights, &self.es_best) {
-                    model = import(model, best.clone(), true, &files.last())?;
-                    if let Trainer::Native(engine) = &mut self.trainer {
-                        engine.load(best, &files.last())?;
-                    }
-                }
                 self.progress
                     .println(&format!("Epoch {}: early stopping", epoch + 1));
             }
@@ -1039,7 +1033,22 @@ impl<'a> Session<'a> {
     }
 
     /// Phase 3: `model.safetensors` as `fit` leaves the weights, and the test split.
-    fn finish(self, model: Network) -> Result<FitReport, TrainError> {
+    fn finish(mut self, mut model: Network) -> Result<FitReport, TrainError> {
+        // Keras 3's EarlyStopping.on_train_end: the best epoch's weights, when kept.
+        if let Some(es) = self.callbacks.early.as_ref().filter(|es| es.on_train_end()) {
+            let best = self.es_best.as_ref().ok_or_else(|| TrainError::Run {
+                file: self.files.last(),
+                reason: "holds no best weights for --restore-best-weights".into(),
+            })?;
+            model = import(model, best.clone(), true, &self.files.last())?;
+            if let Trainer::Native(engine) = &mut self.trainer {
+                engine.load(best, &self.files.last())?;
+            }
+            self.progress.println(&format!(
+                "Restoring model weights from the end of the best epoch: {}.",
+                es.state().best_epoch + 1
+            ));
+        }
         safetensors::save(&self.files.model(), &export(&model), self.metadata)?;
         let (aug, batch) = (self.data.eval_aug, self.config.batch_size);
         // The native engine holds the final weights already (handed over at each epoch end,

@@ -208,6 +208,15 @@ fn resumed_run_matches(engine: lcnn::engine::EngineKind) {
         &dir.join("split/model.safetensors"),
         "the resumed run",
     );
+    // Patience never ran out, yet (Keras 3's restore_best_weights) both runs end with their
+    // best epoch's weights: the checkpoint's, which watches the same val_loss.
+    for run in ["full", "split"] {
+        same_weights(
+            &dir.join(run).join("best.safetensors"),
+            &dir.join(run).join("model.safetensors"),
+            &format!("{run}: the restored best epoch"),
+        );
+    }
     let ha = std::fs::read_to_string(dir.join("full/history.csv")).unwrap();
     let hb = std::fs::read_to_string(dir.join("split/history.csv")).unwrap();
     let strip = |s: &str| {
