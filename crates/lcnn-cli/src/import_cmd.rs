@@ -64,10 +64,11 @@ fn keras(a: KerasArgs) -> Result<()> {
     let model = read_model_with(&a.file, options)?;
     let units = match model.spec.resolve()?.last().map(|r| r.output) {
         Some(Shape::Flat(n)) => n,
-        other => bail!(
-            "{}: the model's output is {other:?}, not a vector of class scores",
+        Some(other) => bail!(
+            "{}: the model's output is {other}, not a vector of class scores",
             a.file.display()
         ),
+        None => bail!("{}: the model has no layers", a.file.display()),
     };
     let classes: Vec<String> = match &a.classes {
         Some(list) => list.split(',').map(|c| c.trim().to_string()).collect(),

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod audio_args;
 mod bench_cmd;
@@ -41,10 +41,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::Summary(args) => summary_cmd::run(args),
-        Command::Train(args) => train_cmd::run_train(*args),
+        Command::Train(args) => train_cmd::run_train(*args, &given(matches.subcommand())),
         Command::Eval(args) => train_cmd::run_eval(args),
         Command::Predict(args) => train_cmd::run_predict(args),
         Command::Data(args) => data_cmd::run(args),
@@ -55,12 +56,53 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", message(&err));
             // 2 for bad arguments or input (as clap), 1 for a failure during training.
             let training_failure = err
                 .downcast_ref::<lcnn::train::TrainError>()
                 .is_some_and(|e| matches!(e, lcnn::train::TrainError::NonFiniteLoss { .. }));
             ExitCode::from(if training_failure { 1 } else { 2 })
         }
+    }
+}
+
+/// The ids of the flags given on the command line (not defaulted) of a subcommand.
+fn given(sub: Option<(&str, &clap::ArgMatches)>) -> Vec<String> {
+    let Some((_, m)) = sub else {
+        return Vec::new();
+    };
+    m.ids()
+        .filter(|id| m.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|id| id.to_string())
+        .collect()
+}
+
+/// The error and its causes joined by ": ", leaving out a cause whose text the message so far
+/// already holds (library errors often quote their source, which would print it twice).
+fn message(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.is_empty() {
+            out = text;
+        } else if !out.contains(&text) {
+            out = format!("{out}: {text}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_the_message_already_quotes_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let quoted = anyhow::Error::new(io).context("/x.png: No such file");
+        assert_eq!(message(&quoted), "/x.png: No such file");
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let other = anyhow::Error::new(io).context("reading /x.png");
+        assert_eq!(message(&other), "reading /x.png: No such file");
     }
 }

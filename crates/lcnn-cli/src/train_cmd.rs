@@ -505,8 +505,37 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
     })
 }
 
+/// `--resume` continues a run with its own `config.json`: a flag that would change it
+/// (anything but `--epochs` and how to run: device, output, downloads) is an error naming it,
+/// rather than silently ignored. `given`: the flags on the command line (clap's ids).
+fn refuse_ignored_flags(given: &[String], dir: &std::path::Path) -> Result<()> {
+    const ALLOWED: [&str; 7] = [
+        "resume",
+        "epochs",
+        "quiet",
+        "offline",
+        "device",
+        "devices",
+        "data_on_device",
+    ];
+    let ignored: Vec<String> = given
+        .iter()
+        .filter(|id| !ALLOWED.contains(&id.as_str()))
+        .map(|id| format!("--{}", id.replace('_', "-")))
+        .collect();
+    if !ignored.is_empty() {
+        bail!(
+            "--resume {}: the run continues with its own config.json, so {} would be ignored; \
+             only --epochs may change on resume (train into a new --out for other settings)",
+            dir.display(),
+            ignored.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// Runs `lcnn train`.
-pub fn run_train(args: TrainArgs) -> Result<()> {
+pub fn run_train(args: TrainArgs, given: &[String]) -> Result<()> {
     let devices = args
         .devices
         .iter()
@@ -519,6 +548,7 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
     };
     let (config, out, resume) = match &args.resume {
         Some(dir) => {
+            refuse_ignored_flags(given, dir)?;
             let mut config = lcnn::train::run::load_config(&lcnn::train::RunFiles::new(dir))?;
             if let Some(e) = args.epochs {
                 config.epochs = e;
@@ -636,14 +666,24 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         );
     }
     let spec: DatasetSpec = dataset.parse()?;
+    // An image folder is read as the model takes it (as Keras' flow_from_directory with the
+    // model's target_size and color_mode): an imported run has no settings of its own.
+    let (mut target_size, mut color_mode) =
+        (run.config.target_size, run.config.color_mode.parse()?);
+    if let (DatasetSpec::Images(_), lcnn::models::Shape::Image { h, w, c }) =
+        (&spec, &run.preprocess.input)
+    {
+        target_size = target_size.or(Some((*h, *w)));
+        color_mode = if *c == 1 { "grayscale" } else { "rgb" }.parse()?;
+    }
     let opts = LoadOptions {
         data_dir: args
             .data_dir
             .clone()
             .unwrap_or_else(|| run.config.data_dir.clone()),
-        target_size: run.config.target_size,
+        target_size,
         interpolation: run.config.interpolation.parse()?,
-        color_mode: run.config.color_mode.parse()?,
+        color_mode,
         offline: args.offline,
         audio: run.config.audio.clone(),
     };
@@ -656,7 +696,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     let (h, w, c) = ds.shape();
     if (lcnn::models::Shape::Image { h, w, c }) != run.preprocess.input {
         bail!(
-            "dataset images are {h}x{w}x{c}, the model expects {:?}",
+            "dataset images are {h}x{w}x{c}, the model expects {}",
             run.preprocess.input
         );
     }

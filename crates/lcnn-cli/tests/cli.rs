@@ -188,6 +188,14 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
     );
     assert!(!killed.join("model.safetensors").exists());
 
+    // A setting that the resumed run would ignore is refused, naming it.
+    let o = lcnn(&["train", "--resume", killed.to_str().unwrap(), "--lr", "0.1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("so --lr would be ignored; only --epochs may change"),
+        "{}",
+        stderr(&o)
+    );
     let o = lcnn(&["train", "--resume", killed.to_str().unwrap(), "--quiet"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(rows(&killed.join("history.csv")), 5);
@@ -304,6 +312,24 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
     assert!(stderr(&o).contains("no validation data"), "{}", stderr(&o));
     assert!(!none.join("history.csv").exists());
+
+    // One class folder is refused (it once trained a binary model with an invented class).
+    let one = dir.join("one-class");
+    lcnn::data::synthetic::write_halves_folder(&one, 4, 16).unwrap();
+    for split in ["train", "test"] {
+        std::fs::remove_dir_all(one.join(split).join("right")).unwrap();
+    }
+    let one_data = format!("images:{}", one.display());
+    let o = lcnn(&train_args(
+        &one_data,
+        dir.join("one-run").to_str().unwrap(),
+    ));
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("has 1 class (left); a classifier needs at least two"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

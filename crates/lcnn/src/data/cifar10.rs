@@ -50,7 +50,7 @@ pub const CLASS_NAMES: [&str; 10] = [
 /// Loads CIFAR-10 from `data_dir/cifar10`, downloading the archive when neither the extracted
 /// batches nor the archive are there (unless `offline`).
 pub fn load(data_dir: &Path, offline: bool) -> Result<Splits, DataError> {
-    let dir = data_dir.join("cifar10");
+    let dir = super::dir::dataset_folder(data_dir, "cifar10", &[ARCHIVE.file_name, BATCH_DIR]);
     let extracted = dir.join(BATCH_DIR);
     let all_extracted = TRAIN_BATCHES
         .iter()

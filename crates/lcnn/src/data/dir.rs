@@ -22,6 +22,19 @@ pub fn resolve_data_dir(flag: Option<&Path>) -> PathBuf {
     cache_dir().join("lcnn").join("datasets")
 }
 
+/// A built-in dataset's folder: `data_dir/name`, or `data_dir` itself when it holds the
+/// dataset's `marker` file and has no `name` folder (`--data-dir` given as the dataset's own
+/// folder, e.g. `.../data/mnist` instead of `.../data`).
+pub fn dataset_folder(data_dir: &Path, name: &str, markers: &[&str]) -> PathBuf {
+    let nested = data_dir.join(name);
+    let own = !nested.is_dir() && markers.iter().any(|m| data_dir.join(m).exists());
+    if own {
+        data_dir.to_path_buf()
+    } else {
+        nested
+    }
+}
+
 /// True when `LCNN_OFFLINE` asks for no downloads.
 pub fn offline_from_env() -> bool {
     match std::env::var(OFFLINE_ENV) {
@@ -75,6 +88,20 @@ mod tests {
             resolve_data_dir(Some(Path::new("/x/y"))),
             PathBuf::from("/x/y")
         );
+    }
+
+    #[test]
+    fn a_data_dir_that_is_the_datasets_own_folder_is_taken_as_meant() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path();
+        let marker = ["train-images-idx3-ubyte.gz"];
+        // Nothing there yet: the usual place (where a download goes).
+        assert_eq!(dataset_folder(data, "mnist", &marker), data.join("mnist"));
+        std::fs::write(data.join(marker[0]), b"").unwrap();
+        assert_eq!(dataset_folder(data, "mnist", &marker), data);
+        // A `mnist` folder inside wins.
+        std::fs::create_dir(data.join("mnist")).unwrap();
+        assert_eq!(dataset_folder(data, "mnist", &marker), data.join("mnist"));
     }
 
     #[test]

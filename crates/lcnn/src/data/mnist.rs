@@ -43,7 +43,7 @@ const MAX_DECOMPRESSED: u64 = 1 << 32;
 
 /// Loads MNIST from `data_dir/mnist`, downloading missing files unless `offline`.
 pub fn load(data_dir: &Path, offline: bool) -> Result<Splits, DataError> {
-    let dir = data_dir.join("mnist");
+    let dir = super::dir::dataset_folder(data_dir, "mnist", &[FILES[0].file_name]);
     let mut paths = Vec::with_capacity(4);
     for remote in &FILES {
         paths.push(locate(&dir, remote, offline)?);

@@ -159,6 +159,16 @@ pub enum Shape {
     Flat(usize),
 }
 
+/// `28x28x1` (height x width x channels), or `10 features`.
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Shape::Image { h, w, c } => write!(f, "{h}x{w}x{c}"),
+            Shape::Flat(n) => write!(f, "{n} features"),
+        }
+    }
+}
+
 impl Shape {
     /// Keras' notation: `(None, 14, 14, 32)` (channels last, as Keras prints it).
     pub fn keras(&self) -> String {

@@ -441,6 +441,16 @@ impl FitData {
         let class_mode: ClassMode = config.class_mode.parse()?;
         class_mode.check(&splits)?;
         let class_names = splits.classes().to_vec();
+        if class_names.len() < 2 {
+            return Err(TrainError::Config(format!(
+                "{}: the training split has {} class{} ({}); a classifier needs at least two \
+                 (one folder per class under train/)",
+                config.dataset,
+                class_names.len(),
+                if class_names.len() == 1 { "" } else { "es" },
+                class_names.join(", ")
+            )));
+        }
         let eer = config.eer_class(&class_names);
         let classes = if class_mode == ClassMode::Binary {
             1
@@ -841,7 +851,7 @@ impl<'a> Session<'a> {
                     epoch: epoch + 1,
                     step: step + 1,
                     value: loss,
-                    best: self.files.best(),
+                    kept: self.kept_checkpoints(),
                 });
             }
             self.state.iterations += 1;
@@ -987,6 +997,25 @@ impl<'a> Session<'a> {
         state.checkpoint = cb.checkpoint.state();
         self.save_resume_point(&model)?;
         Ok(model)
+    }
+
+    /// The checkpoints the run folder holds, in words, for an error that ends the run.
+    fn kept_checkpoints(&self) -> String {
+        let (best, last) = (self.files.best(), self.files.last());
+        match (best.exists(), last.exists()) {
+            (_, false) => "no epoch finished, so there is no checkpoint to keep".into(),
+            (true, true) => format!(
+                "kept: the best checkpoint ({}) and the resume point after epoch {} ({})",
+                best.display(),
+                self.state.epochs_done,
+                last.display()
+            ),
+            (false, true) => format!(
+                "kept: the resume point after epoch {} ({})",
+                self.state.epochs_done,
+                last.display()
+            ),
+        }
     }
 
     /// Writes `last.safetensors`: weights, the early-stopping snapshot, optimizer state (the

@@ -35,24 +35,27 @@ pub struct Regularization {
 impl Regularization {
     /// Checks the values and names the bad one.
     pub fn validate(&self) -> Result<(), String> {
-        let r = |name: &str, v: f64, ok: bool| {
+        // Named by the `lcnn train` flag that sets it.
+        let r = |flag: &str, v: f64, ok: bool, expected: &str| {
             if v.is_finite() && ok {
                 Ok(())
             } else {
-                Err(format!("{name} = {v} is out of range"))
+                Err(format!("{flag} {v}: out of range; expected {expected}"))
             }
         };
         r(
-            "label_smoothing",
+            "--label-smoothing",
             self.label_smoothing,
             (0.0..=1.0).contains(&self.label_smoothing),
+            "a fraction in [0, 1]",
         )?;
         r(
-            "weight_decay",
+            "--weight-decay",
             self.weight_decay,
             (0.0..1.0).contains(&self.weight_decay),
+            "a fraction in [0, 1)",
         )?;
-        r("l2", self.l2, self.l2 >= 0.0)
+        r("--l2", self.l2, self.l2 >= 0.0, "a factor >= 0")
     }
 }
 
@@ -152,6 +155,24 @@ pub fn loss_for(
 pub(crate) mod tests {
     use super::*;
     use burn::tensor::Device;
+
+    #[test]
+    fn out_of_range_regularizers_name_the_flag() {
+        let r = |label_smoothing, weight_decay, l2| Regularization {
+            label_smoothing,
+            weight_decay,
+            l2,
+        };
+        assert!(r(0.1, 0.1, 1e-4).validate().is_ok());
+        assert_eq!(
+            r(1.5, 0.0, 0.0).validate().unwrap_err(),
+            "--label-smoothing 1.5: out of range; expected a fraction in [0, 1]"
+        );
+        assert_eq!(
+            r(0.0, 0.0, f64::NAN).validate().unwrap_err(),
+            "--l2 NaN: out of range; expected a factor >= 0"
+        );
+    }
 
     pub(crate) fn fixture() -> serde_json::Value {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/losses.json");

@@ -45,7 +45,7 @@ pub enum TrainError {
     #[error("{0}")]
     Config(String),
     /// The loss became NaN or infinite.
-    #[error("loss is {value} at epoch {epoch}, step {step}: training stopped; the best checkpoint ({best}) and the last finished epoch are kept")]
+    #[error("loss is {value} at epoch {epoch}, step {step}: training stopped (try a lower --lr); {kept}")]
     NonFiniteLoss {
         /// 1-based epoch.
         epoch: usize,
@@ -53,8 +53,8 @@ pub enum TrainError {
         step: usize,
         /// The loss value.
         value: f64,
-        /// Path of the best checkpoint.
-        best: PathBuf,
+        /// What the run folder keeps (the checkpoints that exist), in words.
+        kept: String,
     },
     /// A device's part of a data-parallel step failed.
     #[error("data-parallel step on device {device}: {reason}")]

@@ -149,12 +149,22 @@ impl OptimizerConfig {
 
     /// Checks the values (finite, in range) and names the bad one.
     pub fn validate(&self) -> Result<(), String> {
+        // Named by Keras' argument and the `lcnn train` flag that sets it.
         let check = |name: &str, v: f64, ok: bool| {
             if v.is_finite() && ok {
-                Ok(())
-            } else {
-                Err(format!("optimizer {name} = {v} is out of range"))
+                return Ok(());
             }
+            let (flag, expected) = match name {
+                "learning_rate" => ("--lr", "a rate > 0"),
+                "beta_1" | "beta_2" | "rho" => ("", "a fraction in [0, 1)"),
+                "momentum" => ("--momentum", "a fraction in [0, 1]"),
+                "decay" => ("--decay", "a value >= 0"),
+                _ => ("", "a value >= 0"),
+            };
+            Err(match flag {
+                "" => format!("optimizer {name} = {v}: out of range; expected {expected}"),
+                flag => format!("{flag} {v}: out of range (optimizer {name}); expected {expected}"),
+            })
         };
         check(
             "learning_rate",
@@ -634,13 +644,20 @@ pub(crate) mod tests {
         let adam = OptimizerConfig::adam();
         let want = 1e-3 * (1.0f64 - 0.999).sqrt() / (1.0 - 0.9);
         assert!((adam.step_lr(0) - want).abs() < 1e-15);
-        assert!(OptimizerConfig::Sgd {
-            learning_rate: -1.0,
-            momentum: 0.0,
+        let sgd = |learning_rate, momentum| OptimizerConfig::Sgd {
+            learning_rate,
+            momentum,
             nesterov: false,
-            decay: 0.0
-        }
-        .validate()
-        .is_err());
+            decay: 0.0,
+        };
+        // Errors name the flag, the value and what was expected.
+        assert_eq!(
+            sgd(-1.0, 0.0).validate().unwrap_err(),
+            "--lr -1: out of range (optimizer learning_rate); expected a rate > 0"
+        );
+        assert_eq!(
+            sgd(0.1, 2.0).validate().unwrap_err(),
+            "--momentum 2: out of range (optimizer momentum); expected a fraction in [0, 1]"
+        );
     }
 }

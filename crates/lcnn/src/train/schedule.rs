@@ -145,15 +145,35 @@ impl LrSchedule {
         }
     }
 
+    /// The `--lr-schedule` name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LrSchedule::Cosine { .. } => "cosine",
+            LrSchedule::Piecewise { .. } => "piecewise",
+            LrSchedule::Exponential { .. } => "exponential",
+            LrSchedule::InverseTime { .. } => "inverse-time",
+            LrSchedule::OneCycle { .. } => "one-cycle",
+        }
+    }
+
     /// Checks the arguments and names the bad one.
     pub fn validate(&self) -> Result<(), String> {
-        let bad = |name: &str, v: &dyn std::fmt::Debug, expected: &str| {
+        // Named by the `lcnn train` flag that sets it (Keras' argument, dashed).
+        let bad = |name: &str, v: &dyn std::fmt::Display, expected: &str| {
             Err(format!(
-                "--lr-schedule: {name} = {v:?}, expected {expected}"
+                "--{} {v}: out of range for --lr-schedule {}; expected {expected}",
+                name.replace('_', "-"),
+                self.name()
             ))
         };
-        let positive_steps = |name: &str, s: &Option<u64>| match s {
-            Some(0) => bad(name, s, "at least 1 step"),
+        let list = |v: &[f64]| {
+            v.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let positive_steps = |s: &Option<u64>| match s {
+            Some(0) => bad("decay_steps", &0, "at least 1 step"),
             _ => Ok(()),
         };
         match self {
@@ -163,7 +183,7 @@ impl LrSchedule {
                 warmup_target,
                 ..
             } => {
-                positive_steps("decay_steps", decay_steps)?;
+                positive_steps(decay_steps)?;
                 if !(0.0..=1.0).contains(alpha) {
                     return bad("alpha", alpha, "a fraction in [0, 1]");
                 }
@@ -178,7 +198,7 @@ impl LrSchedule {
                 if values.len() != boundaries.len() + 1 {
                     return bad(
                         "values",
-                        values,
+                        &list(values),
                         &format!(
                             "{} values for {} boundaries",
                             boundaries.len() + 1,
@@ -187,7 +207,8 @@ impl LrSchedule {
                     );
                 }
                 if boundaries.windows(2).any(|w| w[0] >= w[1]) {
-                    return bad("boundaries", boundaries, "increasing steps");
+                    let b: Vec<String> = boundaries.iter().map(|b| b.to_string()).collect();
+                    return bad("boundaries", &b.join(","), "increasing steps");
                 }
                 match values.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
                     Some(v) => bad("values", v, "rates >= 0"),
@@ -204,7 +225,7 @@ impl LrSchedule {
                 decay_rate,
                 ..
             } => {
-                positive_steps("decay_steps", decay_steps)?;
+                positive_steps(decay_steps)?;
                 if decay_rate.is_finite() && *decay_rate >= 0.0 {
                     Ok(())
                 } else {
@@ -217,16 +238,16 @@ impl LrSchedule {
                 div_factor,
                 final_div_factor,
             } => {
-                positive_steps("total_steps", total_steps)?;
+                positive_steps(total_steps)?;
                 if !(*pct_start > 0.0 && *pct_start < 1.0) {
                     return bad("pct_start", pct_start, "a fraction in (0, 1)");
                 }
                 if !(*div_factor >= 1.0 && *final_div_factor >= 1.0) {
-                    return bad(
-                        "div_factor / final_div_factor",
-                        &(div_factor, final_div_factor),
-                        "factors >= 1",
-                    );
+                    let (name, v) = match *div_factor >= 1.0 {
+                        true => ("final_div_factor", final_div_factor),
+                        false => ("div_factor", div_factor),
+                    };
+                    return bad(name, v, "a factor >= 1");
                 }
                 Ok(())
             }
@@ -362,7 +383,10 @@ mod tests {
             boundaries: vec![10, 5],
             values: vec![1.0, 0.5, 0.1],
         };
-        assert!(p.validate().unwrap_err().contains("boundaries"));
+        assert_eq!(
+            p.validate().unwrap_err(),
+            "--boundaries 10,5: out of range for --lr-schedule piecewise; expected increasing steps"
+        );
         let p = LrSchedule::Piecewise {
             boundaries: vec![10],
             values: vec![1.0],
@@ -377,6 +401,19 @@ mod tests {
             div_factor: 25.0,
             final_div_factor: 1e4,
         };
-        assert!(c.validate().unwrap_err().contains("total_steps"));
+        assert_eq!(
+            c.validate().unwrap_err(),
+            "--decay-steps 0: out of range for --lr-schedule one-cycle; expected at least 1 step"
+        );
+        let c = LrSchedule::Cosine {
+            decay_steps: None,
+            alpha: 3.0,
+            warmup_target: None,
+            warmup_steps: 0,
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .starts_with("--alpha 3: out of range"));
     }
 }

@@ -328,6 +328,18 @@ fn import_with(
                     expected,
                 });
             }
+            // NaN or infinite weights would score every input the same, silently.
+            if let Some(bad) = t.data.iter().find(|v| !v.is_finite()) {
+                let n = t.data.iter().filter(|v| !v.is_finite()).count();
+                return Err(WeightsError::Format {
+                    file: file.to_path_buf(),
+                    reason: format!(
+                        "tensor `{key}` holds {n} non-finite value{} (the first: {bad}); \
+                         expected finite weights (did the training diverge?)",
+                        if n == 1 { "" } else { "s" }
+                    ),
+                });
+            }
             slot.write(t.data, &t.shape);
         }
     }
@@ -385,6 +397,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("conv1.weight"), "{err}");
+
+        let mut nan = ta.clone();
+        nan[1].data[3] = f32::NAN;
+        nan[1].data[5] = f32::INFINITY;
+        let err = import(lcnn(&device), nan, true, Path::new("x"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "x: tensor `{}` holds 2 non-finite values (the first: NaN); expected finite \
+                 weights (did the training diverge?)",
+                ta[1].name
+            )
+        );
 
         let mut extra = ta;
         extra.push(NamedTensor {

@@ -580,19 +580,35 @@ fn diverging_loss_stops_with_a_clear_error_and_keeps_checkpoints() {
     let dir = tmp.path();
     synthetic_folder(&dir.join("data"), 16);
     let mut cfg = config(&dir.join("data"), 3);
-    cfg.optimizer = OptimizerConfig::Sgd {
-        learning_rate: 1e30,
+    let sgd = |learning_rate| OptimizerConfig::Sgd {
+        learning_rate,
         momentum: 0.0,
         nesterov: false,
         decay: 0.0,
     };
+    cfg.optimizer = sgd(1e30);
     let err = fit(&cfg, &opts(&dir.join("run"), false)).unwrap_err();
     assert!(matches!(err, TrainError::NonFiniteLoss { .. }), "{err}");
+    // The message names the checkpoints there are, and only those.
+    let msg = err.to_string();
+    let run = dir.join("run");
+    assert!(msg.contains("loss is") && msg.contains("--lr"), "{msg}");
+    for file in ["best.safetensors", "last.safetensors"] {
+        assert_eq!(msg.contains(file), run.join(file).exists(), "{file}: {msg}");
+    }
+    // Diverging after a finished epoch: that epoch's resume point is kept and named.
+    cfg.optimizer = sgd(0.01);
+    cfg.epochs = 1;
+    fit(&cfg, &opts(&dir.join("later"), false)).unwrap();
+    cfg.epochs = 2;
+    cfg.optimizer = sgd(1e30);
+    let err = fit(&cfg, &opts(&dir.join("later"), true)).unwrap_err();
     let msg = err.to_string();
     assert!(
-        msg.contains("loss is") && msg.contains("best.safetensors"),
+        msg.contains("epoch 2") && msg.contains("resume point after epoch 1"),
         "{msg}"
     );
+    assert!(dir.join("later/last.safetensors").exists());
 }
 
 #[test]
