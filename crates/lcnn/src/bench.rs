@@ -11,7 +11,7 @@ use burn::tensor::{Device, Distribution, FloatDType, Tensor, TensorData};
 
 use crate::engine::{Engine, EngineError, EngineKind};
 use crate::layers::precision::Precision;
-use crate::models::{ModelConfig, ModelError, ModelName, Network, Shape};
+use crate::models::{ModelConfig, ModelError, ModelName, ModelSpec, Network, Shape};
 use crate::train::loss::categorical_cross_entropy;
 use crate::train::{LossScale, OptimizerConfig};
 use crate::weights::unscale_gradients;
@@ -96,6 +96,45 @@ fn check(cfg: &BenchConfig) -> Result<(), BenchError> {
     Ok(())
 }
 
+/// Refuses, on the CPU, a batch whose activations cannot fit in the memory available (Linux'
+/// `MemAvailable`; nothing is checked where it cannot be read) rather than aborting on a failed
+/// allocation. Training keeps about three values per activation (output, its gradient, the
+/// scratch of the layer below) and four per parameter (weight, gradient, two Adam slots).
+fn check_memory(cfg: &BenchConfig, spec: &ModelSpec, training: bool) -> Result<(), BenchError> {
+    if cfg.device != Device::flex() {
+        return Ok(());
+    }
+    let layers = spec.resolve()?;
+    let per_image = spec.input.numel() as u128
+        + layers
+            .iter()
+            .map(|l| l.output.numel() as u128)
+            .sum::<u128>();
+    let params: u128 = layers.iter().map(|l| l.params.total() as u128).sum();
+    let (per_activation, per_param) = if training { (3, 4) } else { (1, 1) };
+    let need = 4 * (per_image * cfg.batch as u128 * per_activation + params * per_param);
+    match mem_available() {
+        Some(available) if need > available => Err(BenchError::Config(format!(
+            "--input {} --batch {}: {} needs about {:.1} GiB, more than the {:.1} GiB of memory \
+             available; use a smaller --input or --batch",
+            spec.input,
+            cfg.batch,
+            spec.name,
+            need as f64 / (1u64 << 30) as f64,
+            available as f64 / (1u64 << 30) as f64
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `MemAvailable` of `/proc/meminfo`, in bytes.
+fn mem_available() -> Option<u128> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u128 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 fn timed(warmup: usize, steps: usize, mut step: impl FnMut(usize)) -> (f64, f64) {
     for i in 0..warmup {
         step(i);
@@ -117,6 +156,7 @@ pub fn train_step(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
     check(cfg)?;
     let (h, w, c) = image(cfg.input)?;
     let spec = ModelConfig::new(cfg.model, cfg.input, 10).spec()?;
+    check_memory(cfg, &spec, true)?;
     let labels: Vec<u32> = (0..cfg.batch as u32).map(|i| i % 10).collect();
     let optimizer = OptimizerConfig::adam();
     let shape = [cfg.batch, c, h, w];
@@ -185,6 +225,7 @@ pub fn predict(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
     check(cfg)?;
     let (h, w, c) = image(cfg.input)?;
     let spec = ModelConfig::new(cfg.model, cfg.input, 10).spec()?;
+    check_memory(cfg, &spec, false)?;
     let shape = [cfg.batch, c, h, w];
     let x = random_images(shape);
     let (total, median_ms) = match cfg.engine.on(&cfg.device) {
@@ -233,4 +274,39 @@ pub fn peak_rss_mb() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_larger_than_memory_is_refused_before_any_allocation() {
+        let Some(available) = mem_available() else {
+            return; // no /proc/meminfo: nothing is checked (see check_memory)
+        };
+        assert!(available > 0);
+        let cfg = BenchConfig {
+            model: ModelName::Lcnn,
+            input: Shape::Image {
+                h: 4000,
+                w: 4000,
+                c: 3,
+            },
+            batch: 4096,
+            steps: 1,
+            warmup: 0,
+            engine: EngineKind::Native,
+            device: Device::flex(),
+            dtype: FloatDType::F32,
+            precision: Precision::F32,
+        };
+        for err in [train_step(&cfg), predict(&cfg)].map(|r| r.err().unwrap().to_string()) {
+            assert!(
+                err.starts_with("--input 4000x4000x3 --batch 4096: lcnn needs about")
+                    && err.contains("GiB of memory available"),
+                "{err}"
+            );
+        }
+    }
 }
