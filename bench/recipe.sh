@@ -8,8 +8,9 @@
 # each with RAYON_NUM_THREADS=1, which gives the weights of any other thread count).
 # LAST_THREADS sets RAYON_NUM_THREADS for the last seed, which may run alone (five seeds, two
 # at a time). Each row: seed, exit code, wall seconds, epochs run, test_accuracy / test_loss,
-# the best and the final val_accuracy (their gap is what the recipe loses by keeping the last
-# weights).
+# the best val_accuracy and that of the weights the run ends with (the last epoch's, or with
+# --restore-best-weights the restored epoch's, which `lcnn train` prints as restored_epoch):
+# their gap is what the recipe loses against its best epoch.
 set -u
 OUT=$1
 shift
@@ -31,9 +32,11 @@ one() {
     local h="$run/history.csv"
     awk -F, -v seed="$seed" -v rc="$rc" -v t0="$t0" -v t1="$t1" \
         -v acc="$(sed -n 's/^test_accuracy: //p' "$run.log")" \
-        -v loss="$(sed -n 's/^test_loss: //p' "$run.log")" '
+        -v loss="$(sed -n 's/^test_loss: //p' "$run.log")" \
+        -v restored="$(sed -n 's/^restored_epoch: //p' "$run.log")" '
         NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
-        { v = $col["val_accuracy"]; if (v > best) best = v; last = v; n++ }
+        { v = $col["val_accuracy"]; if (v > best) best = v; n++
+          if (restored == "" || n == restored) last = v }
         END { printf "| %s | %s | %.0f | %d | %s / %s | %.4f | %.4f |\n",
               seed, rc, t1 - t0, n, acc, loss, best, last }' "$h" >"$run.row" 2>/dev/null ||
         echo "| $seed | $rc | | | (no history) | | |" >"$run.row"

@@ -588,6 +588,9 @@ pub fn run_train(args: TrainArgs, given: &[String]) -> Result<()> {
         overwrite: args.overwrite,
     };
     let report = fit(&config, &opts)?;
+    if let Some(epoch) = report.restored_epoch {
+        println!("restored_epoch: {epoch}");
+    }
     if let Some(test) = report.test {
         println!("test_loss: {:.4}", test.loss);
         println!("test_accuracy: {:.4}", test.accuracy);

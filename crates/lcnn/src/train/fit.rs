@@ -86,6 +86,9 @@ pub struct FitReport {
     pub epochs_done: usize,
     /// Whether the classifier trained on cached bottleneck features ([`super::bottleneck`]).
     pub bottleneck: bool,
+    /// The epoch (1-based) whose weights the run ended with, when `restore_best_weights`
+    /// restored them; `None`: the last epoch's.
+    pub restored_epoch: Option<usize>,
 }
 
 const ES_PREFIX: &str = "early_stopping_best/";
@@ -1064,6 +1067,7 @@ impl<'a> Session<'a> {
     /// Phase 3: `model.safetensors` as `fit` leaves the weights, and the test split.
     fn finish(mut self, mut model: Network) -> Result<FitReport, TrainError> {
         // Keras 3's EarlyStopping.on_train_end: the best epoch's weights, when kept.
+        let mut restored_epoch = None;
         if let Some(es) = self.callbacks.early.as_ref().filter(|es| es.on_train_end()) {
             let best = self.es_best.as_ref().ok_or_else(|| TrainError::Run {
                 file: self.files.last(),
@@ -1073,6 +1077,7 @@ impl<'a> Session<'a> {
             if let Trainer::Native(engine) = &mut self.trainer {
                 engine.load(best, &self.files.last())?;
             }
+            restored_epoch = Some(es.state().best_epoch + 1);
             self.progress.println(&format!(
                 "Restoring model weights from the end of the best epoch: {}.",
                 es.state().best_epoch + 1
@@ -1110,6 +1115,7 @@ impl<'a> Session<'a> {
             stopped_early: self.state.stopped,
             epochs_done: self.state.epochs_done,
             bottleneck: self.bottleneck.is_some(),
+            restored_epoch,
         })
     }
 }

@@ -197,7 +197,13 @@ fn resumed_run_matches(engine: lcnn::engine::EngineKind) {
     cfg.augment.horizontal_flip = true;
     full_and_resumed(&cfg, dir, 1);
 
-    fit(&cfg, &opts(&dir.join("again"), false)).unwrap();
+    let again = fit(&cfg, &opts(&dir.join("again"), false)).unwrap();
+    // The restored epoch it reports is the one of lowest val_loss (the first such).
+    let val_loss: Vec<f64> = again.history.iter().map(|l| l["val_loss"]).collect();
+    let lowest = (0..val_loss.len())
+        .min_by(|a, b| val_loss[*a].total_cmp(&val_loss[*b]))
+        .unwrap();
+    assert_eq!(again.restored_epoch, Some(lowest + 1), "{val_loss:?}");
     same_weights(
         &dir.join("full/model.safetensors"),
         &dir.join("again/model.safetensors"),
