@@ -68,12 +68,8 @@ fn check_out(out: &Path) -> Result<()> {
             out.display()
         );
     }
-    let dir = out.parent().unwrap_or(Path::new("."));
-    let files = lcnn::train::RunFiles::new(if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    });
+    // A bare file name's parent is "" (the current folder), which joins as such.
+    let files = lcnn::train::RunFiles::new(out.parent().unwrap_or(Path::new("")));
     if files.config().exists()
         && files
             .written()
@@ -81,11 +77,10 @@ fn check_out(out: &Path) -> Result<()> {
             .any(|f| f.file_name() == out.file_name())
     {
         bail!(
-            "--out {}: that is a weights file of the run in {} (lcnn's layout); write the \
-             PyTorch state_dict to another name, e.g. {}",
+            "--out {}: that is a weights file of the run folder it is in (lcnn's layout, beside \
+             its config.json); write the PyTorch state_dict to another name, e.g. {}",
             out.display(),
-            files.dir.display(),
-            files.dir.join("torch.safetensors").display()
+            out.with_file_name("torch.safetensors").display()
         );
     }
     Ok(())
@@ -111,7 +106,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("weights file of the run") && err.contains("torch.safetensors"),
+            err.contains("weights file of the run folder") && err.contains("torch.safetensors"),
             "{err}"
         );
         for ok in ["torch.safetensors", "model-torch.safetensors"] {

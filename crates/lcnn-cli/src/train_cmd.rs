@@ -677,7 +677,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         (&spec, &run.preprocess.input)
     {
         target_size = target_size.or(Some((*h, *w)));
-        color_mode = if *c == 1 { "grayscale" } else { "rgb" }.parse()?;
+        color_mode = lcnn::data::ColorMode::for_channels(*c);
     }
     let opts = LoadOptions {
         data_dir: args

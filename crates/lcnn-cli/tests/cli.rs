@@ -21,6 +21,16 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `o` is a refusal (exit 2) whose message holds every one of `needles`.
+fn refused(o: &Output, needles: &[&str]) {
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(o));
+    let err = stderr(o);
+    assert!(
+        needles.iter().all(|n| err.contains(n)),
+        "{needles:?}: {err}"
+    );
+}
+
 #[test]
 fn summary_totals_equal_keras() {
     let cases: [(&[&str], &str, &str); 7] = [
@@ -190,12 +200,7 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
 
     // A setting that the resumed run would ignore is refused, naming it.
     let o = lcnn(&["train", "--resume", killed.to_str().unwrap(), "--lr", "0.1"]);
-    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
-    assert!(
-        stderr(&o).contains("so --lr would be ignored; only --epochs may change"),
-        "{}",
-        stderr(&o)
-    );
+    refused(&o, &["so --lr would be ignored; only --epochs may change"]);
     let o = lcnn(&["train", "--resume", killed.to_str().unwrap(), "--quiet"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(rows(&killed.join("history.csv")), 5);
@@ -232,12 +237,7 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
         "--dataset",
         &other_data,
     ]);
-    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
-    assert!(
-        stderr(&o).contains("[right, up]") && stderr(&o).contains("trained on [left, right]"),
-        "{}",
-        stderr(&o)
-    );
+    refused(&o, &["[right, up]", "trained on [left, right]"]);
     let image = dir.join("data/test/left/000.png");
     let o = lcnn(&[
         "predict",
@@ -256,12 +256,7 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
     let model = std::fs::read(full.join("model.safetensors")).unwrap();
     std::fs::remove_file(full.join("last.safetensors")).unwrap();
     let o = lcnn(&["train", "--resume", full.to_str().unwrap(), "--quiet"]);
-    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
-    assert!(
-        stderr(&o).contains("last.safetensors: missing"),
-        "{}",
-        stderr(&o)
-    );
+    refused(&o, &["last.safetensors: missing"]);
     assert_eq!(
         std::fs::read(full.join("model.safetensors")).unwrap(),
         model
@@ -270,12 +265,12 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
     // A fresh run into a folder that holds a run is refused, the run left as it was; with
     // --overwrite it replaces that run (and only once its own checks have passed).
     let o = lcnn(&train_args(&data, full.to_str().unwrap()));
-    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
-    assert!(
-        stderr(&o).contains("already holds a run (config.json, history.csv")
-            && stderr(&o).contains("--overwrite"),
-        "{}",
-        stderr(&o)
+    refused(
+        &o,
+        &[
+            "already holds a run (config.json, history.csv",
+            "--overwrite",
+        ],
     );
     assert_eq!(
         std::fs::read(full.join("model.safetensors")).unwrap(),
@@ -309,8 +304,7 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
     let mut args = train_args(&data, none.to_str().unwrap());
     args.extend(["--validation-split", "0"]);
     let o = lcnn(&args);
-    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
-    assert!(stderr(&o).contains("no validation data"), "{}", stderr(&o));
+    refused(&o, &["no validation data"]);
     assert!(!none.join("history.csv").exists());
 
     // One class folder is refused (it once trained a binary model with an invented class).
@@ -324,12 +318,7 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
         &one_data,
         dir.join("one-run").to_str().unwrap(),
     ));
-    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
-    assert!(
-        stderr(&o).contains("has 1 class (left); a classifier needs at least two"),
-        "{}",
-        stderr(&o)
-    );
+    refused(&o, &["has 1 class (left); a classifier needs at least two"]);
 }
 
 #[test]

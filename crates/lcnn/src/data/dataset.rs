@@ -97,7 +97,12 @@ impl Dataset {
 
     /// `"HxWxC"`, e.g. `28x28x1`.
     pub fn shape_string(&self) -> String {
-        format!("{}x{}x{}", self.height, self.width, self.channels)
+        crate::models::Shape::Image {
+            h: self.height,
+            w: self.width,
+            c: self.channels,
+        }
+        .to_string()
     }
 
     pub fn num_classes(&self) -> usize {

@@ -148,6 +148,10 @@ pub enum DataError {
     #[error("{}: class mode binary needs exactly 2 classes, found {}: {classes:?}", path.display(), classes.len())]
     BinaryClasses { path: PathBuf, classes: Vec<String> },
 
+    /// A dataset with fewer than two classes (a classifier needs two).
+    #[error("{}: the training split has {} class{} ({}); a classifier needs at least two (one folder per class under train/)", path.display(), classes.len(), if classes.len() == 1 { "" } else { "es" }, classes.join(", "))]
+    TooFewClasses { path: PathBuf, classes: Vec<String> },
+
     /// An invalid argument or option value (dataset name, target size, split fraction...).
     #[error("invalid {what} '{value}': expected {expected}")]
     Invalid {

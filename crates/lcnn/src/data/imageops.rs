@@ -57,6 +57,16 @@ pub enum ColorMode {
 }
 
 impl ColorMode {
+    /// The mode that gives `channels` channels (1: grayscale, else RGB): how images are read
+    /// for a model of that input.
+    pub fn for_channels(channels: usize) -> Self {
+        if channels == 1 {
+            ColorMode::Grayscale
+        } else {
+            ColorMode::Rgb
+        }
+    }
+
     pub fn channels(self) -> usize {
         match self {
             ColorMode::Rgb => 3,

@@ -87,13 +87,21 @@ pub enum ClassMode {
 }
 
 impl ClassMode {
-    /// Fails when the mode does not fit the dataset's classes (binary with other than 2).
+    /// Fails when the mode does not fit the dataset's classes: fewer than two (a one-class
+    /// folder once trained a binary model with an invented class), or binary with other than 2.
     pub fn check(self, splits: &Splits) -> Result<(), DataError> {
-        if self == ClassMode::Binary && splits.classes().len() != 2 {
-            let name = splits.name.strip_prefix("images:").unwrap_or(&splits.name);
+        let path = || PathBuf::from(splits.name.strip_prefix("images:").unwrap_or(&splits.name));
+        let classes = splits.classes().to_vec();
+        if classes.len() < 2 {
+            return Err(DataError::TooFewClasses {
+                path: path(),
+                classes,
+            });
+        }
+        if self == ClassMode::Binary && classes.len() != 2 {
             return Err(DataError::BinaryClasses {
-                path: PathBuf::from(name),
-                classes: splits.classes().to_vec(),
+                path: path(),
+                classes,
             });
         }
         Ok(())

@@ -131,16 +131,12 @@ impl TrainConfig {
                 *p = a;
             }
         };
-        match self.dataset.parse() {
-            Ok(crate::data::DatasetSpec::Images(mut dir)) => {
-                abs(&mut dir);
-                self.dataset = format!("images:{}", dir.display());
+        use crate::data::DatasetSpec;
+        if let Ok(mut spec) = self.dataset.parse::<DatasetSpec>() {
+            if let DatasetSpec::Images(dir) | DatasetSpec::Audio(dir) = &mut spec {
+                abs(dir);
+                self.dataset = spec.to_string();
             }
-            Ok(crate::data::DatasetSpec::Audio(mut dir)) => {
-                abs(&mut dir);
-                self.dataset = format!("audio:{}", dir.display());
-            }
-            _ => {}
         }
         abs(&mut self.data_dir);
         let audio = &mut self.audio;

@@ -249,11 +249,7 @@ pub fn predict_files(
             "the model's input is not an image".into(),
         ));
     };
-    let color = if c == 1 {
-        ColorMode::Grayscale
-    } else {
-        ColorMode::Rgb
-    };
+    let color = ColorMode::for_channels(c);
     let interpolation: Interpolation = run
         .config
         .interpolation

@@ -444,16 +444,6 @@ impl FitData {
         let class_mode: ClassMode = config.class_mode.parse()?;
         class_mode.check(&splits)?;
         let class_names = splits.classes().to_vec();
-        if class_names.len() < 2 {
-            return Err(TrainError::Config(format!(
-                "{}: the training split has {} class{} ({}); a classifier needs at least two \
-                 (one folder per class under train/)",
-                config.dataset,
-                class_names.len(),
-                if class_names.len() == 1 { "" } else { "es" },
-                class_names.join(", ")
-            )));
-        }
         let eer = config.eer_class(&class_names);
         let classes = if class_mode == ClassMode::Binary {
             1
