@@ -129,10 +129,14 @@ fn check_memory(cfg: &BenchConfig, spec: &ModelSpec, training: bool) -> Result<(
 
 /// `MemAvailable` of `/proc/meminfo`, in bytes.
 fn mem_available() -> Option<u128> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: u128 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    proc_kb("/proc/meminfo", "MemAvailable:").map(|kb| kb as u128 * 1024)
+}
+
+/// The `key: N kB` field of a Linux `/proc` file, in kB.
+fn proc_kb(file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn timed(warmup: usize, steps: usize, mut step: impl FnMut(usize)) -> (f64, f64) {
@@ -270,10 +274,7 @@ fn random_images(shape: [usize; 4]) -> Vec<f32> {
 
 /// The process's peak resident memory in MB (`VmHWM` of `/proc/self/status`; Linux only).
 pub fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
+    proc_kb("/proc/self/status", "VmHWM:").map(|kb| kb as f64 / 1024.0)
 }
 
 #[cfg(test)]

@@ -91,17 +91,17 @@ impl ClassMode {
     /// folder once trained a binary model with an invented class), or binary with other than 2.
     pub fn check(self, splits: &Splits) -> Result<(), DataError> {
         let path = || PathBuf::from(splits.name.strip_prefix("images:").unwrap_or(&splits.name));
-        let classes = splits.classes().to_vec();
+        let classes = splits.classes();
         if classes.len() < 2 {
             return Err(DataError::TooFewClasses {
                 path: path(),
-                classes,
+                classes: classes.to_vec(),
             });
         }
         if self == ClassMode::Binary && classes.len() != 2 {
             return Err(DataError::BinaryClasses {
                 path: path(),
-                classes,
+                classes: classes.to_vec(),
             });
         }
         Ok(())
