@@ -455,27 +455,41 @@ pub fn flatten_chw(x: &[f32], p: usize, c: usize, y: &mut [f32], inverse: bool) 
 /// # Shapes
 /// - `x`: `[n, h, w, c]`, `w`: `[k, k, c]`, `y`: `[n, oh, ow, c]`
 pub fn depthwise_forward(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) {
-    let c = g.cin;
     let rows = RowTaps::new(g, w);
     y.par_chunks_mut(g.out_len())
         .zip(x.par_chunks(g.in_len()))
-        .for_each(|(yi, xi)| {
-            yi.fill(0.0);
-            match &rows {
-                Some(rows) => rows.each(|oy, t, o, i, len| {
-                    let at = oy * g.ow * c + o;
-                    mul_add(
-                        &mut yi[at..at + len],
-                        &xi[i..i + len],
-                        &rows.tap(t)[o..o + len],
-                    );
-                }),
-                None => depthwise_taps(g, |o, i, t| {
-                    let wt = &w[t * c..(t + 1) * c];
-                    mul_add(&mut yi[o * c..(o + 1) * c], &xi[i * c..(i + 1) * c], wt);
-                }),
-            }
-        });
+        .for_each(|(yi, xi)| depthwise_image(g, &rows, w, xi, yi, false));
+}
+
+/// One image of a depthwise convolution, `dst` overwritten: the output from the input
+/// (`to_input` false), or the input gradient from the output gradient (`to_input` true: the
+/// same taps, the transposed direction).
+fn depthwise_image(
+    g: &ConvGeom,
+    rows: &Option<RowTaps>,
+    w: &[f32],
+    src: &[f32],
+    dst: &mut [f32],
+    to_input: bool,
+) {
+    let c = g.cin;
+    dst.fill(0.0);
+    // (destination, source) offsets of an (output, input) pair.
+    let pick = |o: usize, i: usize| if to_input { (i, o) } else { (o, i) };
+    match rows {
+        Some(rows) => rows.each(|oy, t, o, i, len| {
+            let (d, s) = pick(oy * g.ow * c + o, i);
+            mul_add(
+                &mut dst[d..d + len],
+                &src[s..s + len],
+                &rows.tap(t)[o..o + len],
+            );
+        }),
+        None => depthwise_taps(g, |o, i, t| {
+            let (d, s) = pick(o * c, i * c);
+            mul_add(&mut dst[d..d + c], &src[s..s + c], &w[t * c..(t + 1) * c]);
+        }),
+    }
 }
 
 /// Gradient of [`depthwise_forward`]: `dw` (overwritten) and `dx` when given.
@@ -534,23 +548,7 @@ pub fn depthwise_backward(
     if let Some(dx) = dx {
         dx.par_chunks_mut(g.in_len())
             .zip(dy.par_chunks(g.out_len()))
-            .for_each(|(di, gi)| {
-                di.fill(0.0);
-                match &rows {
-                    Some(rows) => rows.each(|oy, t, o, i, len| {
-                        let go = oy * g.ow * c + o;
-                        mul_add(
-                            &mut di[i..i + len],
-                            &gi[go..go + len],
-                            &rows.tap(t)[o..o + len],
-                        );
-                    }),
-                    None => depthwise_taps(g, |o, i, t| {
-                        let wt = &w[t * c..(t + 1) * c];
-                        mul_add(&mut di[i * c..(i + 1) * c], wt, &gi[o * c..(o + 1) * c]);
-                    }),
-                }
-            });
+            .for_each(|(di, gi)| depthwise_image(g, &rows, w, gi, di, true));
     }
 }
 
