@@ -30,6 +30,16 @@ fn main() {
     t("vgg fc1 dW", 8192, 4096, 8, true, false, 5);
     t("vgg fc1 dx", 8, 8192, 4096, false, true, 5);
     t("vgg fc2 fwd", 8, 4096, 4096, false, false, 5);
+    t("vgg fc1 dx as (W dyT)T", 8192, 8, 4096, false, true, 5);
+    t(
+        "vgg fc1 dx as (W dyT)T, dy T",
+        8192,
+        8,
+        4096,
+        false,
+        false,
+        5,
+    );
     for rows in [113usize, 512, 2048] {
         t("vgg fwd", rows, 64, 576, false, false, 200);
         t("vgg dW", 576, 64, rows, true, false, 200);

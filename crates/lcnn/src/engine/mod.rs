@@ -952,17 +952,29 @@ impl Engine {
                         }
                     }
                     if let Some(dx) = dx {
+                        // dx = dy w^T, computed as its transpose w dy^T (`[din, n]`) and then
+                        // transposed: with the kernel as the left operand the multiply reads it
+                        // row by row, 6x faster for VGG16's `fc1` at batch 8 (5 -> 31 GFLOP/s,
+                        // `cargo bench --bench gemm_probe`), and the same bits
+                        // (`gemm::tests::a_product_and_its_transpose_agree_to_the_bit`).
+                        let dxt = &mut ws.parts[i].0;
+                        dxt.resize(*din * n, 0.0);
                         gemm::sgemm(
+                            *din,
                             n,
-                            *din,
                             *dout,
-                            gemm::Mat::new(dy, *dout),
-                            gemm::Mat::t(value(*w), *dout),
-                            dx,
-                            *din,
+                            gemm::Mat::new(value(*w), *dout),
+                            gemm::Mat::t(dy, *dout),
+                            dxt,
+                            n,
                             false,
                             threads(),
                         );
+                        for (k, row) in dxt.chunks_exact(n).enumerate() {
+                            for (j, v) in row.iter().enumerate() {
+                                dx[j * *din + k] = *v;
+                            }
+                        }
                     }
                 }
                 Op::Relu => {
