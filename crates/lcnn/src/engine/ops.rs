@@ -477,12 +477,12 @@ fn depthwise_image(
     // (destination, source) offsets of an (output, input) pair.
     let pick = |o: usize, i: usize| if to_input { (i, o) } else { (o, i) };
     match rows {
-        Some(rows) => rows.each(|oy, t, o, i, len| {
-            let (d, s) = pick(oy * g.ow * c + o, i);
+        Some(rows) => rows.each(|t, r, o, i, len| {
+            let (d, s) = pick(o, i);
             mul_add(
                 &mut dst[d..d + len],
                 &src[s..s + len],
-                &rows.tap(t)[o..o + len],
+                &rows.tap(t)[r..r + len],
             );
         }),
         None => depthwise_taps(g, |o, i, t| {
@@ -519,9 +519,9 @@ pub fn depthwise_backward(
                 Some(rows) => {
                     let row = g.ow * c;
                     let mut acc = vec![0.0f32; wl / c * row];
-                    rows.each(|oy, t, o, i, len| {
-                        let (at, go) = (t * row + o, oy * row + o);
-                        mul_add(&mut acc[at..at + len], &xi[i..i + len], &gi[go..go + len]);
+                    rows.each(|t, r, o, i, len| {
+                        let at = t * row + r;
+                        mul_add(&mut acc[at..at + len], &xi[i..i + len], &gi[o..o + len]);
                     });
                     for (pt, at) in p.chunks_exact_mut(c).zip(acc.chunks_exact(row)) {
                         for col in at.chunks_exact(c) {
@@ -588,8 +588,9 @@ impl<'g> RowTaps<'g> {
         &self.rows[t * row..(t + 1) * row]
     }
 
-    /// Calls `f(output row, tap, offset in the output row, offset in the input image, length)`
-    /// (offsets and length in values) for every tap's in-bounds stretch of every output row.
+    /// Calls `f(tap, offset in the output row, offset in the output image, offset in the input
+    /// image, length)` (offsets and length in values) for every tap's in-bounds stretch of every
+    /// output row.
     fn each(&self, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
         let g = self.g;
         let c = g.cin;
@@ -608,7 +609,8 @@ impl<'g> RowTaps<'g> {
                     }
                     let ix0 = ox0 + kx - g.pad_left;
                     let i = (iy as usize * g.w + ix0) * c;
-                    f(oy, ky * g.k + kx, ox0 * c, i, (ox1 - ox0) * c);
+                    let r = ox0 * c;
+                    f(ky * g.k + kx, r, oy * g.ow * c + r, i, (ox1 - ox0) * c);
                 }
             }
         }
