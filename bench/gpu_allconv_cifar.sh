@@ -8,7 +8,7 @@
 #
 # TRAIN ARGS replace the default recipe below (seed 002's model and SGD-Nesterov, with a
 # one-cycle schedule, batch 256, shift and flip made on the device, and mixed precision in
-# PRECISION, default f16: WGSL has no bf16); pick EPOCHS so that the run fits LIMIT at the
+# PRECISION, default f16: WGSL has no bf16; convolutions by CONV, default burn, or gemm); pick EPOCHS so that the run fits LIMIT at the
 # speed bench/gpu_side_by_side.sh measured: a killed run has no test accuracy.
 # `DEVICE=cpu PRECISION=f32 EPOCHS=1 LIMIT=...` is a dry run on any machine (the native CPU
 # engine computes in f32).
@@ -24,7 +24,7 @@ SEED=${SEED:-42}
 if [ $# -eq 0 ]; then
     set -- --optimizer sgd --lr 0.05 --momentum 0.9 --nesterov --lr-schedule one-cycle \
         --batch-size 256 --width-shift-range 0.1 --height-shift-range 0.1 --horizontal-flip \
-        --no-early-stopping --precision "${PRECISION:-f16}"
+        --no-early-stopping --precision "${PRECISION:-f16}" --conv "${CONV:-burn}"
 fi
 rm -rf "$OUT/cache"
 mkdir -p "$OUT/cache"

@@ -7,7 +7,8 @@
 #
 # 1. bench/gpu_side_by_side.sh: lcnn's train step against PyTorch CUDA (strict fp32, bf16) for
 #    LCNN and All-CNN-C, first in fresh kernel caches, then warm: the WGSL build in f32 and f16
-#    mixed precision, and the `vulkan` build (when packed) in f16 and bf16 mixed precision,
+#    mixed precision, each with Burn's convolution kernels and with `--conv gemm` (im2col and
+#    one tiled matmul), and the `vulkan` build (when packed) in f16 and bf16 mixed precision,
 #    the only build whose half-precision convolutions can take Burn's implicit GEMM on tensor
 #    cores.
 # 2. bench/gpu_allconv_cifar.sh: All-CNN-C trained on CIFAR-10 against the clock with the
@@ -25,7 +26,7 @@ ldconfig
 export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
 W=/tmp/lcnn-gpu
 mkdir -p $W/data
-bins="wgpu=$W/lcnn@f32,mixed-f16"
+bins="wgpu=$W/lcnn@f32,mixed-f16,gemm-f32,gemm-mixed-f16"
 for packed in .gpu/lcnn*.xz; do
     name=$(basename "$packed" .xz)
     xz -dc "$packed" >"$W/$name" && chmod +x "$W/$name"
@@ -38,7 +39,7 @@ log "lcnn $(cat .gpu/commit), CIFAR-10 at $CIFAR, binaries: $bins"
 log "1. side by side"
 LCNN_BINS=${LCNN_BINS:-$bins} PRECISIONS=${PRECISIONS:-"fp32 bf16"} \
     COLD_S=${COLD_S:-170} WARM_S=${WARM_S:-45} STEPS=${STEPS:-20} \
-    timeout -k 5 ${SIDE_LIMIT:-350} bash bench/gpu_side_by_side.sh $W/side >$W/side.log 2>&1
+    timeout -k 5 ${SIDE_LIMIT:-370} bash bench/gpu_side_by_side.sh $W/side >$W/side.log 2>&1
 cp $W/side/table.md "$OUT/side_by_side.md" 2>/dev/null
 tail -c 20000 $W/side/log.txt >"$OUT/side_log.txt" 2>/dev/null
 cp $W/side/lcnn-*.txt $W/side/torch-*.txt "$OUT/" 2>/dev/null
@@ -60,16 +61,18 @@ tag=$(echo "$best" | cut -d' ' -f2)
 cold=$(echo "$best" | cut -d' ' -f3)
 name=${tag%%-*}
 dtype=${tag#*-}
-case "$dtype" in
-mixed-*) precision=${dtype#mixed-} ;;
+conv=burn spec=$dtype
+case "$spec" in gemm-*) conv=gemm spec=${spec#gemm-} ;; esac
+case "$spec" in
+mixed-*) precision=${spec#mixed-} ;;
 *) precision=f32 ;;
 esac
 bin=$W/lcnn-$name
 [ "$name" = wgpu ] && bin=$W/lcnn
 if [ -z "$best" ]; then # no warm All-CNN-C figure: the WGSL build in f16, last measured speed
-    ips=2300 precision=f16 cold=60 bin=$W/lcnn
+    ips=2300 precision=f16 cold=60 bin=$W/lcnn conv=burn
 fi
-LIMIT=${ALLCONV_LIMIT:-190}
+LIMIT=${ALLCONV_LIMIT:-175}
 # The run starts from the kernel cache that step 1 tuned for this build, precision and model
 # (ALLCONV_CACHE=fresh: an empty one, a fresh machine's first epoch, which step 1's cold
 # column bounds from below), so its epochs go to training: 40,000 images an epoch
@@ -83,8 +86,8 @@ fi
 epochs=$(awk -v ips="$ips" -v o="$overhead" -v limit="$LIMIT" 'BEGIN {
     e = (limit - o) / (40000 / ips * 1.1); e = int(e); if (e < 2) e = 2; if (e > 60) e = 60; print e }')
 EPOCHS=${EPOCHS:-$epochs}
-log "2. All-CNN-C on CIFAR-10 against the clock: $(basename "$bin") --precision $precision ($ips images/s in step 1, cold ${cold} s), $EPOCHS epochs, limit $LIMIT s, kernel cache: ${cache:-fresh}"
-LCNN=$bin DATA="$CIFAR" EPOCHS=$EPOCHS LIMIT=$LIMIT PRECISION=$precision CACHE_FROM=$cache \
+log "2. All-CNN-C on CIFAR-10 against the clock: $(basename "$bin") --precision $precision --conv $conv ($ips images/s in step 1, cold ${cold} s), $EPOCHS epochs, limit $LIMIT s, kernel cache: ${cache:-fresh}"
+LCNN=$bin DATA="$CIFAR" EPOCHS=$EPOCHS LIMIT=$LIMIT PRECISION=$precision CONV=$conv CACHE_FROM=$cache \
     bash bench/gpu_allconv_cifar.sh $W/allconv >/dev/null 2>&1
 cp $W/allconv/summary.txt "$OUT/allconv_summary.txt" 2>/dev/null
 cp $W/allconv/history.csv "$OUT/allconv_history.csv" 2>/dev/null

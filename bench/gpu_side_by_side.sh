@@ -10,7 +10,8 @@
 # its own dtypes instead of DTYPES. Each runs `lcnn bench train-step --device wgpu` in every
 # entry of its dtypes: `f32`/`f16`/`bf16` are --dtype (every tensor in that type),
 # `mixed-f16`/`mixed-bf16` are --precision (mixed precision over f32 weights, f16 with its
-# loss scaling). PyTorch (PYTHON, default python3, with CUDA) runs
+# loss scaling); a `gemm-` prefix (`gemm-f32`, `gemm-mixed-f16`) adds `--conv gemm` (im2col
+# and one tiled matmul instead of Burn's convolution kernels). PyTorch (PYTHON, default python3, with CUDA) runs
 # bench/torch_bench.py --device cuda in strict fp32, TF32 and bf16 autocast.
 #
 # Phases:
@@ -54,11 +55,13 @@ run_lcnn() { # name bin dtype model input batch steps warmup limit tag
         case " $DEBUG_LOG_FOR " in
         *" $1 "*) [ "${10}" = cold ] && export CUBECL_DEBUG_LOG="$dir/cubecl.log" ;;
         esac
-        local types=(--dtype "$3")
-        case "$3" in mixed-*) types=(--dtype f32 --precision "${3#mixed-}") ;; esac
+        local spec=$3 conv=burn
+        case "$spec" in gemm-*) conv=gemm spec=${spec#gemm-} ;; esac
+        local types=(--dtype "$spec")
+        case "$spec" in mixed-*) types=(--dtype f32 --precision "${spec#mixed-}") ;; esac
         TIMEFORMAT="wall_s: %R"$'\n'"cpu_s: %U"
         time timeout -k 5 "$9" "$2" bench train-step --device "$DEVICE" "${types[@]}" --model "$4" \
-            --input "$5" --batch "$6" --steps "$7" --warmup "$8"
+            --input "$5" --batch "$6" --steps "$7" --warmup "$8" --conv "$conv"
         echo "rc: $?"
     ) >"$f" 2>&1
     [ -f "$dir/cubecl.log" ] && tail -c 30000 "$dir/cubecl.log" >"$OUT/cubecl-tail-$1-$3-$4.log"

@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 use lcnn::bench::{peak_rss_mb, predict, train_step, BenchConfig};
 use lcnn::device::{parse_device, parse_float_dtype, set_float_dtype};
 use lcnn::engine::EngineKind;
+use lcnn::layers::im2col::ConvAlgorithm;
 use lcnn::layers::precision::Precision;
 use lcnn::models::{parse_input_shape, ModelName};
 
@@ -55,6 +56,9 @@ struct Common {
     /// weights, BatchNorm and loss (f16 with loss scaling), as `lcnn train --precision`.
     #[arg(long, default_value = "f32")]
     precision: Precision,
+    /// How Burn's path convolves: burn (its kernels) or gemm (im2col and one matrix product).
+    #[arg(long, default_value = "burn")]
+    conv: ConvAlgorithm,
     /// Also print the native engine's time per layer (forward and backward, ms per step).
     #[arg(long)]
     layers: bool,
@@ -85,13 +89,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         device: device.clone(),
         dtype,
         precision: c.precision,
+        conv: c.conv,
     };
     if engine == EngineKind::Burn {
         set_float_dtype(&mut device, dtype).map_err(anyhow::Error::msg)?;
     }
     let threads = lcnn::engine::threads();
     println!(
-        "{} {} {} batch {} on {} ({} engine, {:?}, precision {}, {threads} threads)",
+        "{} {} {} batch {} on {} ({} engine, {:?}, precision {}, conv {}, {threads} threads)",
         if train { "train-step" } else { "predict" },
         model,
         c.input.as_deref().unwrap_or("default"),
@@ -99,7 +104,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         c.device,
         cfg.engine.name(),
         cfg.dtype,
-        cfg.precision
+        cfg.precision,
+        cfg.conv
     );
     let r = if train {
         train_step(&cfg)?

@@ -8,6 +8,7 @@ use clap::Args;
 use lcnn::callbacks::{EarlyStoppingConfig, Mode, ModelCheckpointConfig, ReduceLrOnPlateauConfig};
 use lcnn::data::{load, resolve_data_dir, AugmentConfig, DatasetSpec, LoadOptions};
 use lcnn::device::{parse_device, Device};
+use lcnn::layers::im2col::ConvAlgorithm;
 use lcnn::layers::precision::Precision;
 use lcnn::models::ModelName;
 use lcnn::train::{
@@ -265,6 +266,10 @@ pub struct TrainArgs {
     /// overflow (that step is skipped), doubled after 2000 finite steps.
     #[arg(long, help_heading = RUN, requires = "precision")]
     loss_scale: Option<f64>,
+    /// How Burn's path convolves: burn (its kernels, the default) or gemm (im2col and one
+    /// matrix product; Burn's f32 convolution on wgpu is a direct kernel, its matmul tiled).
+    #[arg(long, help_heading = RUN, default_value = "burn")]
+    conv: ConvAlgorithm,
     /// Keep the training images on the device and make each batch there (select, shift, flip,
     /// zoom, standardize): auto (on a GPU when they fit in 2 GiB and nothing rotates), on, off.
     #[arg(long, help_heading = RUN, default_value = "auto", value_parser = ["auto", "on", "off"])]
@@ -498,6 +503,7 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
         bottleneck_cache: !args.no_bottleneck_cache,
         engine: args.engine.parse().map_err(anyhow::Error::msg)?,
         precision: args.precision,
+        conv: args.conv,
         loss_scale: args.loss_scale,
         lr_schedule: schedule(args)?,
         regularization: regularization(args),
@@ -640,6 +646,10 @@ pub struct RunArgs {
     /// weights stay f32).
     #[arg(long, default_value = "f32")]
     precision: Precision,
+    /// How convolutions are computed: burn (Burn's kernels) or gemm (im2col and one matrix
+    /// product).
+    #[arg(long, default_value = "burn")]
+    conv: ConvAlgorithm,
 }
 
 impl RunArgs {
@@ -650,7 +660,10 @@ impl RunArgs {
             .check_device(&device)
             .map_err(anyhow::Error::msg)?;
         let mut run = LoadedRun::load_weights(&self.run, self.weights, &device)?;
-        run.network = run.network.with_precision(self.precision);
+        run.network = run
+            .network
+            .with_precision(self.precision)
+            .with_conv(self.conv);
         Ok((run, device))
     }
 }

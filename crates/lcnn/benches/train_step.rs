@@ -36,6 +36,7 @@ fn main() {
             device: Device::flex(),
             dtype: burn::tensor::FloatDType::F32,
             precision: Default::default(),
+            conv: Default::default(),
         };
         let t = train_step(&cfg).unwrap();
         let p = predict(&cfg).unwrap();

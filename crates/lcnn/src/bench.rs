@@ -10,6 +10,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, FloatDType, Tensor, TensorData};
 
 use crate::engine::{Engine, EngineError, EngineKind};
+use crate::layers::im2col::ConvAlgorithm;
 use crate::layers::precision::Precision;
 use crate::models::{ModelConfig, ModelError, ModelName, ModelSpec, Network, Shape};
 use crate::train::loss::categorical_cross_entropy;
@@ -38,6 +39,8 @@ pub struct BenchConfig {
     /// Mixed precision (Burn's path only): the compute type of convolutions and dense layers
     /// over f32 weights; f16 steps include the loss scaling and its overflow check.
     pub precision: Precision,
+    /// How Burn's path computes the convolutions.
+    pub conv: ConvAlgorithm,
 }
 
 /// What a run measured.
@@ -88,6 +91,7 @@ fn check(cfg: &BenchConfig) -> Result<(), BenchError> {
     cfg.precision
         .check_run(native, &[&cfg.device])
         .map_err(BenchError::Config)?;
+    cfg.conv.check_run(native).map_err(BenchError::Config)?;
     if cfg.precision != Precision::F32 && cfg.dtype != FloatDType::F32 {
         return Err(BenchError::Config(
             "--precision is mixed precision over f32 weights: it goes with --dtype f32".into(),
@@ -188,7 +192,11 @@ pub fn train_step(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
         EngineKind::Burn => {
             let device = cfg.device.clone().autodiff();
             device.seed(0);
-            let mut net = Some(Network::new(&spec, &device)?.with_precision(cfg.precision));
+            let mut net = Some(
+                Network::new(&spec, &device)?
+                    .with_precision(cfg.precision)
+                    .with_conv(cfg.conv),
+            );
             let mut optim = optimizer.init();
             let x = Tensor::<4>::random(shape, Distribution::Uniform(0.0, 1.0), &device);
             // f16 scales the loss and unscales (and checks) the gradients, as training does.
@@ -251,7 +259,8 @@ pub fn predict(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
             cfg.device.seed(0);
             let net = Network::new(&spec, &cfg.device)?
                 .valid()
-                .with_precision(cfg.precision);
+                .with_precision(cfg.precision)
+                .with_conv(cfg.conv);
             let xt = Tensor::<4>::from_data(TensorData::new(x, shape), &cfg.device);
             timed(cfg.warmup, cfg.steps, |_| {
                 let _ = net.forward(xt.clone()).into_data();
@@ -301,6 +310,7 @@ mod tests {
             device: Device::flex(),
             dtype: FloatDType::F32,
             precision: Precision::F32,
+            conv: ConvAlgorithm::Burn,
         };
         for err in [train_step(&cfg), predict(&cfg)].map(|r| r.err().unwrap().to_string()) {
             assert!(

@@ -8,7 +8,8 @@ use burn::nn::conv::{Conv2d as BurnConv2d, Conv2dConfig as BurnConv2dConfig};
 use burn::nn::Initializer;
 use burn::tensor::{Device, FloatDType, Tensor};
 
-use super::precision::conv2d_in;
+use super::im2col::{conv2d_gemm, ConvAlgorithm};
+use super::precision::{cast, conv2d_in, conv_options};
 use super::Padding;
 
 /// Configuration of a [`Conv2d`] layer.
@@ -65,15 +66,37 @@ impl Conv2d {
         self.conv.forward(x)
     }
 
-    /// [`Conv2d::forward`] computing in `dtype` (mixed precision, see [`super::precision`]);
-    /// `None` is f32 as stored.
+    /// [`Conv2d::forward`] computing in `dtype` (mixed precision, see [`super::precision`];
+    /// `None` is f32 as stored) by `algorithm` (Burn's convolution or im2col and one matrix
+    /// product, [`super::im2col`]).
     ///
     /// # Shapes
     /// As [`Conv2d::forward`]; the output is in `dtype`.
-    pub fn forward_in(&self, x: Tensor<4>, dtype: Option<FloatDType>) -> Tensor<4> {
-        match dtype {
-            Some(dtype) => conv2d_in(&self.conv, x, dtype),
-            None => self.forward(x),
+    pub fn forward_in(
+        &self,
+        x: Tensor<4>,
+        dtype: Option<FloatDType>,
+        algorithm: ConvAlgorithm,
+    ) -> Tensor<4> {
+        match (dtype, algorithm) {
+            (Some(dtype), ConvAlgorithm::Burn) => conv2d_in(&self.conv, x, dtype),
+            (None, ConvAlgorithm::Burn) => self.forward(x),
+            (dtype, ConvAlgorithm::Gemm) => {
+                let options = conv_options(&self.conv, &x);
+                let in_dtype = |t| match dtype {
+                    Some(dtype) => cast(t, dtype),
+                    None => t,
+                };
+                conv2d_gemm(
+                    in_dtype(x),
+                    in_dtype(self.conv.weight.val()),
+                    self.conv.bias.as_ref().map(|b| match dtype {
+                        Some(dtype) => cast(b.val(), dtype),
+                        None => b.val(),
+                    }),
+                    options,
+                )
+            }
         }
     }
 }

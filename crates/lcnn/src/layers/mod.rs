@@ -10,6 +10,7 @@
 //! - [`padding`]: Keras' `same` / `valid` padding (TensorFlow's asymmetric `same`).
 //! - [`activation`]: relu, softmax, sigmoid, linear.
 //! - [`precision`]: mixed precision (f16 / bf16 compute over f32 weights).
+//! - [`im2col`]: a convolution as im2col and one matrix product (`--conv gemm`).
 //! - [`features`]: the value that flows between layers, an image batch or a flat batch.
 
 pub mod activation;
@@ -17,6 +18,7 @@ pub mod batch_norm;
 pub mod conv2d;
 pub mod dense;
 pub mod features;
+pub mod im2col;
 pub mod mfm;
 pub mod padding;
 pub mod pool;

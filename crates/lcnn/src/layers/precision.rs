@@ -132,6 +132,18 @@ pub fn cast<const D: usize>(t: Tensor<D>, dtype: FloatDType) -> Tensor<D> {
 /// - input: `[N, C_in, H, W]`
 /// - output: `[N, C_out, H', W']` (as `Conv2d::forward`)
 pub fn conv2d_in(conv: &BurnConv2d, x: Tensor<4>, dtype: FloatDType) -> Tensor<4> {
+    let options = conv_options(conv, &x);
+    conv2d(
+        cast(x, dtype),
+        cast(conv.weight.val(), dtype),
+        conv.bias.as_ref().map(|b| cast(b.val(), dtype)),
+        options,
+    )
+}
+
+/// The options Burn's `Conv2d` module convolves `x` with (its `same` padding resolved for
+/// `x`'s height and width, TensorFlow's asymmetric split).
+pub fn conv_options(conv: &BurnConv2d, x: &Tensor<4>) -> ConvOptions<2> {
     let [_, _, h, w] = x.dims();
     let (k, s) = (conv.kernel_size, conv.stride);
     let pads = match conv.padding {
@@ -142,13 +154,7 @@ pub fn conv2d_in(conv: &BurnConv2d, x: Tensor<4>, dtype: FloatDType) -> Tensor<4
         ],
         PaddingConfig2d::Explicit(top, left, bottom, right) => [(top, bottom), (left, right)],
     };
-    let options = ConvOptions::new_with_padding(s, pads, conv.dilation, conv.groups);
-    conv2d(
-        cast(x, dtype),
-        cast(conv.weight.val(), dtype),
-        conv.bias.as_ref().map(|b| cast(b.val(), dtype)),
-        options,
-    )
+    ConvOptions::new_with_padding(s, pads, conv.dilation, conv.groups)
 }
 
 /// Burn's `Linear::forward` with the input, weight and bias cast to `dtype` first; the output

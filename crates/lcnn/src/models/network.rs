@@ -12,6 +12,7 @@ use crate::layers::{
     MaxPooling2d, MaxPooling2dConfig, SeparableConv2d, SeparableConv2dConfig,
 };
 
+use crate::layers::im2col::ConvAlgorithm;
 use crate::layers::precision::{cast, Precision};
 
 use super::spec::{LayerKind, ModelSpec, Shape};
@@ -91,15 +92,22 @@ impl Layer {
     /// Applies the layer.
     ///
     /// `compute` is the float type the convolutions and dense layers compute in (mixed
-    /// precision, [`crate::layers::precision`]); `None` computes in f32 throughout.
+    /// precision, [`crate::layers::precision`]); `None` computes in f32 throughout. `conv` is
+    /// how the convolutions are computed ([`ConvAlgorithm`]).
     ///
     /// # Shapes
     /// As the layer's spec: image layers take and give `[N, C, H, W]`, dense layers `[N, D]`.
-    pub fn forward(&self, x: Features, compute: Option<FloatDType>) -> Features {
+    pub fn forward(
+        &self,
+        x: Features,
+        compute: Option<FloatDType>,
+        conv: ConvAlgorithm,
+    ) -> Features {
         match self {
-            Layer::Conv2d(b) => b
-                .activation
-                .forward(Features::Image(b.conv.forward_in(x.image(), compute))),
+            Layer::Conv2d(b) => {
+                b.activation
+                    .forward(Features::Image(b.conv.forward_in(x.image(), compute, conv)))
+            }
             Layer::SeparableConv2d(b) => b
                 .activation
                 .forward(Features::Image(b.conv.forward_in(x.image(), compute))),
@@ -134,6 +142,9 @@ pub struct Network {
     /// precision: the parameters stay f32; see [`Network::with_precision`]).
     #[module(skip)]
     pub compute: Option<FloatDType>,
+    /// How the convolutions are computed (`--conv`; see [`Network::with_conv`]).
+    #[module(skip)]
+    pub conv: ConvAlgorithm,
 }
 
 impl Network {
@@ -247,6 +258,7 @@ impl Network {
             spec: spec.clone(),
             output_activation,
             compute: None,
+            conv: ConvAlgorithm::default(),
         })
     }
 
@@ -261,7 +273,7 @@ impl Network {
             .layers
             .iter()
             .fold(Features::Image(x), |x, layer| {
-                layer.forward(x, self.compute)
+                layer.forward(x, self.compute, self.conv)
             })
             .flatten();
         match self.compute {
@@ -275,6 +287,13 @@ impl Network {
     /// (mixed precision); the parameters are untouched and stay f32.
     pub fn with_precision(mut self, precision: Precision) -> Self {
         self.compute = precision.compute();
+        self
+    }
+
+    /// The network computing its convolutions by `conv` (Burn's convolution or im2col and one
+    /// matrix product); the parameters are untouched.
+    pub fn with_conv(mut self, conv: ConvAlgorithm) -> Self {
+        self.conv = conv;
         self
     }
 

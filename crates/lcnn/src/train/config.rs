@@ -103,6 +103,10 @@ pub struct TrainConfig {
     /// ([`super::LossScale`]).
     #[serde(default)]
     pub precision: crate::layers::precision::Precision,
+    /// How Burn's path computes the convolutions (`--conv`): Burn's kernels (the default) or
+    /// im2col and one matrix product ([`crate::layers::im2col`]).
+    #[serde(default)]
+    pub conv: crate::layers::im2col::ConvAlgorithm,
     /// f16's initial loss scale (Keras' `LossScaleOptimizer(initial_scale=...)`; `None`:
     /// 2^15, Keras' default). The scale then halves on each overflow and doubles after 2000
     /// finite steps.
@@ -251,6 +255,7 @@ impl Default for TrainConfig {
             bottleneck_cache: true,
             engine: EngineKind::Native,
             precision: Default::default(),
+            conv: Default::default(),
             loss_scale: None,
             lr_schedule: None,
             regularization: Regularization::default(),

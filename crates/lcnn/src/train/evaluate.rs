@@ -10,6 +10,7 @@ use crate::data::folder::decode_file;
 use crate::data::imageops::resize;
 use crate::data::{Augmenter, Batch, BatchLoader, ColorMode, Dataset, Interpolation, LoaderConfig};
 use crate::engine::Engine;
+use crate::layers::im2col::ConvAlgorithm;
 use crate::models::{Network, Shape};
 
 use super::loss::{loss_for, Regularization};
@@ -123,9 +124,11 @@ impl LossTerms {
 }
 
 /// The native engine for `network` when it can run it: on the CPU, in f32 (a network in mixed
-/// precision stays on Burn's path), with layers the engine has.
+/// precision, or asked to convolve by `--conv gemm`, stays on Burn's path), with layers the
+/// engine has.
 fn native_engine(network: &Network, device: &Device) -> Option<Engine> {
-    (*device == Device::flex() && network.compute.is_none())
+    let burn_only = network.compute.is_some() || network.conv != ConvAlgorithm::Burn;
+    (*device == Device::flex() && !burn_only)
         .then(|| Engine::from_network(network).ok())
         .flatten()
 }
@@ -133,7 +136,7 @@ fn native_engine(network: &Network, device: &Device) -> Option<Engine> {
 /// Evaluates an inference-mode network (`network.valid()`) on `dataset`, preprocessing with
 /// `augmenter` (no random transform). `classes` is the model's output count (1 = sigmoid). On
 /// the CPU it runs on the native engine ([`crate::engine`]) when that can run the model (in f32:
-/// a network in mixed precision runs on Burn's path). The
+/// a network in mixed precision, or with `--conv gemm`, runs on Burn's path). The
 /// loss is Keras' compiled loss: with the run's `label_smoothing` and L2 penalty (`terms`). With
 /// `eer`, the equal error rate of that class's scores is measured too (two-class audio).
 #[allow(clippy::too_many_arguments)]

@@ -641,7 +641,10 @@ impl<'a> Session<'a> {
             .precision
             .check_run(native, &devices)
             .map_err(TrainError::Config)?;
-        model = model.with_precision(config.precision);
+        config.conv.check_run(native).map_err(TrainError::Config)?;
+        model = model
+            .with_precision(config.precision)
+            .with_conv(config.conv);
         let trainer = if native {
             let mut engine = Engine::from_network(&model)?;
             let reg = config.regularization;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use lcnn::callbacks::{EarlyStoppingConfig, ModelCheckpointConfig, ReduceLrOnPlateauConfig};
+use lcnn::layers::im2col::ConvAlgorithm;
 use lcnn::layers::precision::Precision;
 use lcnn::train::{
     fit, FitOptions, LoadedRun, LrSchedule, OptimizerConfig, Regularization, RunWeights,
@@ -320,27 +321,47 @@ fn data_parallel_over_two_cpu_devices_takes_the_one_device_steps_and_resumes_exa
 /// scaled one more. (Biases are left out: the last one's gradient, a sum over the batch of
 /// softmax residuals that nearly cancel, carries more rounding than signal in half precision.)
 pub fn same_steps(init: &Path, b: &Path, c: &Path, rel: f32) {
+    for (name, off) in step_gaps(init, b, c, |n| n.ends_with(".weight")) {
+        assert!(off <= rel, "`{name}`: update off by {off} of its size");
+    }
+}
+
+/// Every tensor's update `c - init` is within `rel` of `b - init` (see [`step_gaps`]); prints
+/// each tensor's gap, so a passing run shows its margin.
+pub fn close_steps(init: &Path, b: &Path, c: &Path, rel: f32, what: &str) {
+    let gaps = step_gaps(init, b, c, |_| true);
+    eprintln!("{what}, each tensor's step off by (of its size): {gaps:?}");
+    for (name, off) in gaps {
+        assert!(off <= rel, "{what}: `{name}` off by {off} of its step");
+    }
+}
+
+/// For each tensor of `init` that `keep` names: how far the update `c - init` is from the
+/// update `b - init`, as the norm of their difference over the norm of `b`'s (a tensor that
+/// did not move in `b` fails the test).
+fn step_gaps(init: &Path, b: &Path, c: &Path, keep: impl Fn(&str) -> bool) -> Vec<(String, f32)> {
     let load = |p: &Path| -> std::collections::HashMap<String, Vec<f32>> {
         let (tensors, _) = safetensors::load(p).unwrap();
         tensors.into_iter().map(|t| (t.name, t.data)).collect()
     };
     let (init, b, c) = (load(init), load(b), load(c));
     let norm = |v: &mut dyn Iterator<Item = f32>| v.map(|x| x * x).sum::<f32>().sqrt();
-    for (name, w0) in init.iter().filter(|(n, _)| n.ends_with(".weight")) {
-        let step = |w: &[f32]| -> Vec<f32> { w.iter().zip(w0).map(|(x, y)| x - y).collect() };
-        let (db, dc) = (step(&b[name]), step(&c[name]));
-        let size = norm(&mut db.iter().copied());
-        assert!(size > 0.0, "`{name}` did not move in the reference step");
-        let off = norm(&mut db.iter().zip(&dc).map(|(x, y)| x - y)) / size;
-        assert!(off <= rel, "`{name}`: update off by {off} of its size");
-    }
+    let mut gaps: Vec<(String, f32)> = init
+        .iter()
+        .filter(|(n, _)| keep(n))
+        .map(|(name, w0)| {
+            let step = |w: &[f32]| -> Vec<f32> { w.iter().zip(w0).map(|(x, y)| x - y).collect() };
+            let (db, dc) = (step(&b[name]), step(&c[name]));
+            let size = norm(&mut db.iter().copied());
+            assert!(size > 0.0, "`{name}` did not move in the reference step");
+            let off = norm(&mut db.iter().zip(&dc).map(|(x, y)| x - y)) / size;
+            (name.clone(), off)
+        })
+        .collect();
+    gaps.sort_by(|x, y| x.0.cmp(&y.0));
+    gaps
 }
 
-/// One SGD step of All-CNN-C (36 of the synthetic folder's images in `dir/data`, dropout 0,
-/// Burn's path) from the initial weights file it writes, for comparing steps across
-/// precisions and devices ([`half_precision`] sets one). (LCNN's gradient at its initial weights moves by 10-20% when those
-/// weights are merely rounded to f16 and the step taken in f32, as Max-Feature-Map's near ties
-/// route it elsewhere; All-CNN-C's moves by about 5%, so it shows the step, not the ties.)
 /// `config` in `precision`, f16 with a loss scale of 256 (Keras' 2^15 overflows f16 on the
 /// first steps, which are skipped while the scale comes down: over the few steps of a test
 /// that would leave f16 steps behind).
@@ -352,6 +373,11 @@ pub fn half_precision(config: &TrainConfig, precision: Precision) -> TrainConfig
     }
 }
 
+/// One SGD step of All-CNN-C (36 of the synthetic folder's images in `dir/data`, dropout 0,
+/// Burn's path) from the initial weights file it writes, for comparing steps across
+/// precisions and devices ([`half_precision`] sets one). (LCNN's gradient at its initial weights moves by 10-20% when those
+/// weights are merely rounded to f16 and the step taken in f32, as Max-Feature-Map's near ties
+/// route it elsewhere; All-CNN-C's moves by about 5%, so it shows the step, not the ties.)
 pub fn one_allconv_step(dir: &Path) -> (PathBuf, TrainConfig) {
     let init = dir.join("init-allconv.safetensors");
     let spec = lcnn::models::ModelConfig {
@@ -376,6 +402,38 @@ pub fn one_allconv_step(dir: &Path) -> (PathBuf, TrainConfig) {
         ..config(&dir.join("data"), 1)
     };
     (init, config)
+}
+
+#[test]
+fn gemm_convolutions_take_burns_step_and_are_refused_by_the_native_engine() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = scratch("conv-gemm");
+    let dir = tmp.path();
+    synthetic_folder(&dir.join("data"), 24);
+    // One All-CNN-C step (3x3 same, 3x3 stride 2, 3x3 valid, 1x1) with `--conv gemm` against
+    // Burn's convolutions: the same step to f32 rounding (measured over three runs: each
+    // tensor's step within 4.2e-5 of Burn's, the kernels' sums over 9,216 positions carrying
+    // the most; a wrong tap or stride is off by the whole step).
+    let (init, one_step) = one_allconv_step(dir);
+    fit(&one_step, &opts(&dir.join("burn"), false)).unwrap();
+    let gemm = TrainConfig {
+        conv: ConvAlgorithm::Gemm,
+        ..one_step.clone()
+    };
+    fit(&gemm, &opts(&dir.join("gemm"), false)).unwrap();
+    close_steps(
+        &init,
+        &dir.join("burn/model.safetensors"),
+        &dir.join("gemm/model.safetensors"),
+        2e-4,
+        "the gemm step against Burn's",
+    );
+    let native = TrainConfig {
+        engine: lcnn::engine::EngineKind::Native,
+        ..gemm
+    };
+    let err = fit(&native, &opts(&dir.join("native"), false)).unwrap_err();
+    assert!(err.to_string().contains("--conv gemm"), "{err}");
 }
 
 #[test]
