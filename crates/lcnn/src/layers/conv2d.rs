@@ -83,19 +83,14 @@ impl Conv2d {
             (None, ConvAlgorithm::Burn) => self.forward(x),
             (dtype, ConvAlgorithm::Gemm) => {
                 let options = conv_options(&self.conv, &x);
-                let in_dtype = |t| match dtype {
-                    Some(dtype) => cast(t, dtype),
-                    None => t,
-                };
-                conv2d_gemm(
-                    in_dtype(x),
-                    in_dtype(self.conv.weight.val()),
-                    self.conv.bias.as_ref().map(|b| match dtype {
-                        Some(dtype) => cast(b.val(), dtype),
-                        None => b.val(),
-                    }),
-                    options,
-                )
+                let (w, b) = (
+                    self.conv.weight.val(),
+                    self.conv.bias.as_ref().map(|b| b.val()),
+                );
+                match dtype {
+                    Some(d) => conv2d_gemm(cast(x, d), cast(w, d), b.map(|b| cast(b, d)), options),
+                    None => conv2d_gemm(x, w, b, options),
+                }
             }
         }
     }
@@ -116,6 +111,33 @@ mod tests {
         assert_eq!(same.forward(x.clone()).dims(), [2, 8, 5, 5]);
         let valid = Conv2dConfig::new(3, 4, 3).init(&device);
         assert_eq!(valid.forward(x).dims(), [2, 4, 7, 7]);
+    }
+
+    #[test]
+    fn gemm_in_every_precision_matches_burns_f32_convolution() {
+        let device = Device::flex();
+        device.seed(4);
+        let conv = Conv2dConfig::new(3, 8, 3)
+            .with_padding(Padding::Same)
+            .with_strides(2)
+            .init(&device);
+        let x = Tensor::<4>::random(
+            [2, 3, 9, 9],
+            burn::tensor::Distribution::Uniform(-1.0, 1.0),
+            &device,
+        );
+        let want = conv.forward(x.clone());
+        let scale = want.clone().abs().max().into_scalar::<f32>();
+        for (dtype, tol) in [(None, 1e-6), (Some(FloatDType::F16), 2e-3)] {
+            let got = conv.forward_in(x.clone(), dtype, ConvAlgorithm::Gemm);
+            assert_eq!(got.dims(), want.dims());
+            let err = (got.cast(FloatDType::F32) - want.clone())
+                .abs()
+                .max()
+                .into_scalar::<f32>()
+                / scale;
+            assert!(err < tol, "{dtype:?}: {err}");
+        }
     }
 
     #[test]

@@ -392,6 +392,8 @@ mod tests {
             .unwrap()
             .with_precision(Precision::F16);
         assert_eq!(train.clone().valid().compute, Some(FloatDType::F16));
+        let gemm = train.clone().with_conv(ConvAlgorithm::Gemm);
+        assert_eq!(gemm.valid().fork(&Device::flex()).conv, ConvAlgorithm::Gemm);
         let _ = train.forward_logits(x.clone());
         for layer in &train.layers {
             if let Layer::BatchNorm(b) = layer {
