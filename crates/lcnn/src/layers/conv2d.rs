@@ -8,8 +8,8 @@ use burn::nn::conv::{Conv2d as BurnConv2d, Conv2dConfig as BurnConv2dConfig};
 use burn::nn::Initializer;
 use burn::tensor::{Device, FloatDType, Tensor};
 
-use super::im2col::{conv2d_gemm, ConvAlgorithm};
-use super::precision::{cast, conv2d_in, conv_options};
+use super::im2col::ConvAlgorithm;
+use super::precision::conv2d_in;
 use super::Padding;
 
 /// Configuration of a [`Conv2d`] layer.
@@ -79,19 +79,8 @@ impl Conv2d {
         algorithm: ConvAlgorithm,
     ) -> Tensor<4> {
         match (dtype, algorithm) {
-            (Some(dtype), ConvAlgorithm::Burn) => conv2d_in(&self.conv, x, dtype),
             (None, ConvAlgorithm::Burn) => self.forward(x),
-            (dtype, ConvAlgorithm::Gemm) => {
-                let options = conv_options(&self.conv, &x);
-                let (w, b) = (
-                    self.conv.weight.val(),
-                    self.conv.bias.as_ref().map(|b| b.val()),
-                );
-                match dtype {
-                    Some(d) => conv2d_gemm(cast(x, d), cast(w, d), b.map(|b| cast(b, d)), options),
-                    None => conv2d_gemm(x, w, b, options),
-                }
-            }
+            _ => conv2d_in(&self.conv, x, dtype, algorithm),
         }
     }
 }

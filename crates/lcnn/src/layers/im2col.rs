@@ -104,7 +104,8 @@ pub fn conv2d_gemm(
         let end = start + (len - 1) * step + 1;
         Slice::new(start as isize, Some(end as isize), step as isize)
     };
-    let columns = if (kh, kw, sh, sw) == (1, 1, 1, 1) && (ho, wo) == (h, w) {
+    // A 1x1 kernel at stride 1 has one window, the (padded) input itself.
+    let columns = if (kh, kw, sh, sw) == (1, 1, 1, 1) {
         x
     } else {
         let taps = (0..kh)
@@ -161,7 +162,7 @@ mod tests {
 
     /// Forward and gradients (input, kernel, bias) against Burn's convolution for the zoo's
     /// shapes: 3x3 same, 3x3 stride-2 same (TensorFlow's asymmetric padding), 3x3 valid,
-    /// 5x5 same, 1x1, 1x1 stride 2.
+    /// 5x5 same, 1x1, 1x1 padded, 1x1 stride 2.
     #[test]
     fn matches_burns_convolution_forward_and_backward() {
         let device = Device::flex().autodiff();
@@ -173,6 +174,7 @@ mod tests {
             (3, 1, 0, 0),
             (5, 1, 2, 2),
             (1, 1, 0, 0),
+            (1, 1, 1, 0),
             (1, 2, 0, 0),
         ];
         for (k, s, before, after) in cases {

@@ -16,6 +16,7 @@ use burn::tensor::{DType, FloatDType, Tensor};
 
 use serde::{Deserialize, Serialize};
 
+use super::im2col::{conv2d_gemm, ConvAlgorithm};
 use super::Padding;
 
 /// `--precision`: the float type the convolutions and dense layers compute in. The weights, the
@@ -125,25 +126,34 @@ pub fn cast<const D: usize>(t: Tensor<D>, dtype: FloatDType) -> Tensor<D> {
     }
 }
 
-/// Burn's `Conv2d::forward` with the input, kernel and bias cast to `dtype` first; the output
-/// is in `dtype`.
+/// Burn's `Conv2d::forward` with the input, kernel and bias cast to `dtype` first (`None`: as
+/// stored, f32), convolving by `algorithm` (Burn's `conv2d` or [`conv2d_gemm`]); the output is
+/// in `dtype`.
 ///
 /// # Shapes
 /// - input: `[N, C_in, H, W]`
 /// - output: `[N, C_out, H', W']` (as `Conv2d::forward`)
-pub fn conv2d_in(conv: &BurnConv2d, x: Tensor<4>, dtype: FloatDType) -> Tensor<4> {
+pub fn conv2d_in(
+    conv: &BurnConv2d,
+    x: Tensor<4>,
+    dtype: Option<FloatDType>,
+    algorithm: ConvAlgorithm,
+) -> Tensor<4> {
     let options = conv_options(conv, &x);
-    conv2d(
-        cast(x, dtype),
-        cast(conv.weight.val(), dtype),
-        conv.bias.as_ref().map(|b| cast(b.val(), dtype)),
-        options,
-    )
+    let (w, b) = (conv.weight.val(), conv.bias.as_ref().map(|b| b.val()));
+    let (x, w, b) = match dtype {
+        Some(d) => (cast(x, d), cast(w, d), b.map(|b| cast(b, d))),
+        None => (x, w, b),
+    };
+    match algorithm {
+        ConvAlgorithm::Burn => conv2d(x, w, b, options),
+        ConvAlgorithm::Gemm => conv2d_gemm(x, w, b, options),
+    }
 }
 
 /// The options Burn's `Conv2d` module convolves `x` with (its `same` padding resolved for
 /// `x`'s height and width, TensorFlow's asymmetric split).
-pub fn conv_options(conv: &BurnConv2d, x: &Tensor<4>) -> ConvOptions<2> {
+fn conv_options(conv: &BurnConv2d, x: &Tensor<4>) -> ConvOptions<2> {
     let [_, _, h, w] = x.dims();
     let (k, s) = (conv.kernel_size, conv.stride);
     let pads = match conv.padding {
@@ -203,7 +213,7 @@ mod tests {
         let x = Tensor::<4>::random([2, 3, 8, 8], Distribution::Uniform(-1.0, 1.0), &device);
         for (dtype, tol) in [(FloatDType::F16, 2e-3), (FloatDType::BF16, 1.5e-2)] {
             let full = conv.forward(x.clone());
-            let half = conv2d_in(&conv.conv, x.clone(), dtype);
+            let half = conv2d_in(&conv.conv, x.clone(), Some(dtype), ConvAlgorithm::Burn);
             assert_eq!(half.dtype(), DType::from(dtype));
             assert_eq!(half.dims(), full.dims());
             let err = max_rel(half.clone(), full.clone());

@@ -8,6 +8,7 @@ use burn::nn::conv::{Conv2d as BurnConv2d, Conv2dConfig as BurnConv2dConfig};
 use burn::nn::Initializer;
 use burn::tensor::{Device, FloatDType, Tensor};
 
+use super::im2col::ConvAlgorithm;
 use super::precision::conv2d_in;
 use super::Padding;
 
@@ -71,13 +72,19 @@ impl SeparableConv2d {
     }
 
     /// [`SeparableConv2d::forward`] computing in `dtype` (mixed precision, see
-    /// [`super::precision`]); `None` is f32 as stored.
+    /// [`super::precision`]); `None` is f32 as stored. Always by Burn's convolutions (`--conv
+    /// gemm` leaves it alone): the depthwise half is grouped, and Burn already runs a 1x1
+    /// pointwise convolution as one matmul.
     ///
     /// # Shapes
     /// As [`SeparableConv2d::forward`]; the output is in `dtype`.
     pub fn forward_in(&self, x: Tensor<4>, dtype: Option<FloatDType>) -> Tensor<4> {
+        let burn = ConvAlgorithm::Burn;
         match dtype {
-            Some(dtype) => conv2d_in(&self.pointwise, conv2d_in(&self.depthwise, x, dtype), dtype),
+            Some(_) => {
+                let depthwise = conv2d_in(&self.depthwise, x, dtype, burn);
+                conv2d_in(&self.pointwise, depthwise, dtype, burn)
+            }
             None => self.forward(x),
         }
     }
