@@ -10,8 +10,8 @@
 # its own dtypes instead of DTYPES. Each runs `lcnn bench train-step --device wgpu` in every
 # entry of its dtypes: `f32`/`f16`/`bf16` are --dtype (every tensor in that type),
 # `mixed-f16`/`mixed-bf16` are --precision (mixed precision over f32 weights, f16 with its
-# loss scaling); a `gemm-` prefix (`gemm-f32`, `gemm-mixed-f16`) adds `--conv gemm` (im2col
-# and one tiled matmul instead of Burn's convolution kernels). PyTorch (PYTHON, default python3, with CUDA) runs
+# loss scaling); a `gemm-` prefix (`gemm-f32`, `gemm-mixed-f16`) adds `--conv gemm` (the
+# forward as im2col and one tiled matmul instead of Burn's forward kernel). PyTorch (PYTHON, default python3, with CUDA) runs
 # bench/torch_bench.py --device cuda in strict fp32, TF32 and bf16 autocast.
 #
 # Phases:

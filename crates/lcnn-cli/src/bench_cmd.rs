@@ -56,7 +56,8 @@ struct Common {
     /// weights, BatchNorm and loss (f16 with loss scaling), as `lcnn train --precision`.
     #[arg(long, default_value = "f32")]
     precision: Precision,
-    /// How Burn's path convolves: burn (its kernels) or gemm (im2col and one matrix product).
+    /// How Burn's path convolves: burn (its kernels) or gemm (forward as im2col and one matrix
+    /// product, backward Burn's gradient kernels).
     #[arg(long, default_value = "burn")]
     conv: ConvAlgorithm,
     /// Also print the native engine's time per layer (forward and backward, ms per step).

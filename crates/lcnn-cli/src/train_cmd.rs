@@ -266,8 +266,9 @@ pub struct TrainArgs {
     /// overflow (that step is skipped), doubled after 2000 finite steps.
     #[arg(long, help_heading = RUN, requires = "precision")]
     loss_scale: Option<f64>,
-    /// How Burn's path convolves: burn (its kernels, the default) or gemm (im2col and one
-    /// matrix product; Burn's f32 convolution on wgpu is a direct kernel, its matmul tiled).
+    /// How Burn's path convolves: burn (its kernels, the default) or gemm (forward as im2col
+    /// and one matrix product, backward Burn's gradient kernels; Burn's f32 forward
+    /// convolution on wgpu is a direct kernel, its matmul tiled).
     #[arg(long, help_heading = RUN, default_value = "burn")]
     conv: ConvAlgorithm,
     /// Keep the training images on the device and make each batch there (select, shift, flip,

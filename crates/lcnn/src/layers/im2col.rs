@@ -3,22 +3,26 @@
 //! Processing"](https://inria.hal.science/inria-00112631)).
 //!
 //! The input's `kh * kw` shifted (and strided) windows are stacked along the channels into the
-//! column matrix `[kh*kw*C, N*H'*W']`, and the kernel `[F, kh*kw*C]` multiplies it in one GEMM.
-//! The work is laid out channels-first (`[C, N, H, W]`), so the columns are a plain matrix and
-//! the product needs no batching; the output is handed back as `[N, F, H', W']` through a
-//! permutation (a view), which the next convolution's own permutation undoes.
+//! column matrix `[N*H'*W', kh*kw*C]`, which multiplies the kernel `[kh*kw*C, F]` in one GEMM.
+//! The work is laid out channels-last (`[N, H, W, C]`), as Burn's own convolution lays it out,
+//! so the columns are a plain matrix and the product needs no batching; the output is handed
+//! back as `[N, F, H', W']` through a permutation (a view of `[N, H', W', F]`), which the next
+//! convolution's own permutation undoes.
 //!
 //! Why: on wgpu, Burn 0.22 runs an f32 3x3 forward convolution through its direct kernel (the
 //! implicit-GEMM kernels need cooperative matrices, which f32 and WGSL do not have), while its
-//! matmul is tiled. Autodiff goes through the same operations, so the backward pass is two
-//! matrix products (the kernel's gradient `dY cols^T`, the columns' `W^T dY`) and the adjoint of
-//! the stacking (each window's gradient added back at its place), which is what Burn's own
-//! im2col backward kernels compute. `--conv gemm` selects it ([`ConvAlgorithm`]); results equal
-//! Burn's convolution to rounding (tests below).
+//! matmul is tiled. Only the forward is replaced: the product runs on detached inputs and
+//! [`super::conv_grads`] attaches Burn's own convolution gradients (on wgpu its autotuned
+//! col2im / im2col and matmul kernels), so the backward pass is exactly the one Burn's
+//! convolution has, not the adjoint of the column matrix's slices (an input-sized tensor
+//! written and added back per tap). `--conv gemm` selects it ([`ConvAlgorithm`]); results
+//! equal Burn's convolution to rounding (tests below).
 
 use burn::tensor::ops::{ConvOptions, PadMode};
 use burn::tensor::{Slice, Tensor};
 use serde::{Deserialize, Serialize};
+
+use super::conv_grads::with_conv2d_grads;
 
 /// `--conv`: how the convolutions (groups of one, no dilation) are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -27,7 +31,8 @@ pub enum ConvAlgorithm {
     /// Burn's convolution (its autotuned kernels on a GPU; the default).
     #[default]
     Burn,
-    /// im2col and one matrix product ([`conv2d_gemm`]).
+    /// im2col and one matrix product forward, Burn's convolution gradients backward
+    /// ([`conv2d_gemm`]).
     Gemm,
 }
 
@@ -71,8 +76,9 @@ impl std::str::FromStr for ConvAlgorithm {
     }
 }
 
-/// `conv2d(x, weight, bias, options)` as im2col and one matrix product; falls back to Burn's
-/// `conv2d` for grouped or dilated convolutions.
+/// `conv2d(x, weight, bias, options)` computed as im2col and one matrix product, differentiated
+/// by Burn's convolution gradients; falls back to Burn's `conv2d` for grouped or dilated
+/// convolutions.
 ///
 /// # Shapes
 /// - x: `[N, C, H, W]`
@@ -87,19 +93,39 @@ pub fn conv2d_gemm(
     if options.groups != 1 || options.dilation != [1, 1] {
         return burn::tensor::module::conv2d(x, weight, bias, options);
     }
+    // The product runs on detached copies; Burn's convolution gradients are attached after.
+    let y = columns_times_kernel(x.clone().detach(), weight.clone().detach(), &options);
+    let y = with_conv2d_grads(y, x, weight, options);
+    match bias {
+        Some(b) => {
+            let f = b.dims()[0];
+            y + b.reshape([1, f, 1, 1])
+        }
+        None => y,
+    }
+}
+
+/// The forward product of [`conv2d_gemm`], without a bias.
+fn columns_times_kernel(x: Tensor<4>, weight: Tensor<4>, options: &ConvOptions<2>) -> Tensor<4> {
     let [n, c, h, w] = x.dims();
     let [f, _, kh, kw] = weight.dims();
     let [sh, sw] = options.stride;
     let [(top, bottom), (left, right)] = options.padding;
     let ho = (h + top + bottom - kh) / sh + 1;
     let wo = (w + left + right - kw) / sw + 1;
-    let x = x.permute([1, 0, 2, 3]);
+    // Channels-last, the layout Burn's own convolution computes in and hands on (its output is
+    // an `[N, F, H', W']` view of `[N, H', W', F]` memory): the view is free when `x` came from
+    // a convolution, and Burn's gradient kernels then read the layout they expect.
+    let x = x.permute([0, 2, 3, 1]);
     let x = if top + bottom + left + right > 0 {
-        x.pad([(top, bottom), (left, right)], PadMode::Constant(0.0))
+        x.pad(
+            [(top, bottom), (left, right), (0, 0)],
+            PadMode::Constant(0.0),
+        )
     } else {
         x
     };
-    // One window per tap, in the kernel's (row, column) order, each `[C, N, H', W']`.
+    // One window per tap, in the kernel's (row, column) order, each `[N, H', W', C]`.
     let window = |start: usize, len: usize, step: usize| {
         let end = start + (len - 1) * step + 1;
         Slice::new(start as isize, Some(end as isize), step as isize)
@@ -113,22 +139,18 @@ pub fn conv2d_gemm(
             .map(|(i, j)| {
                 x.clone().slice([
                     Slice::full(),
-                    Slice::full(),
                     window(i, ho, sh),
                     window(j, wo, sw),
+                    Slice::full(),
                 ])
             })
             .collect();
-        Tensor::cat(taps, 0)
+        Tensor::cat(taps, 3)
     };
-    let columns = columns.reshape([kh * kw * c, n * ho * wo]);
-    let kernel = weight.permute([0, 2, 3, 1]).reshape([f, kh * kw * c]);
-    let y = kernel.matmul(columns);
-    let y = match bias {
-        Some(b) => y + b.reshape([f, 1]),
-        None => y,
-    };
-    y.reshape([f, n, ho, wo]).permute([1, 0, 2, 3])
+    let columns = columns.reshape([n * ho * wo, kh * kw * c]);
+    let kernel = weight.permute([2, 3, 1, 0]).reshape([kh * kw * c, f]);
+    let y = columns.matmul(kernel);
+    y.reshape([n, ho, wo, f]).permute([0, 3, 1, 2])
 }
 
 #[cfg(test)]

@@ -11,11 +11,13 @@
 //! - [`activation`]: relu, softmax, sigmoid, linear.
 //! - [`precision`]: mixed precision (f16 / bf16 compute over f32 weights).
 //! - [`im2col`]: a convolution as im2col and one matrix product (`--conv gemm`).
+//! - [`conv_grads`]: Burn's convolution gradients attached to an output computed otherwise.
 //! - [`features`]: the value that flows between layers, an image batch or a flat batch.
 
 pub mod activation;
 pub mod batch_norm;
 pub mod conv2d;
+pub mod conv_grads;
 pub mod dense;
 pub mod features;
 pub mod im2col;

@@ -147,8 +147,9 @@ fn a_gemm_convolution_step_on_wgpu_matches_the_cpu_step() {
     let tmp = crate::scratch("wgpu-gemm");
     let dir = tmp.path();
     synthetic_folder(&dir.join("data"), 24);
-    // One All-CNN-C step with `--conv gemm` (im2col and Burn's tiled matmul on the device)
-    // against the CPU's step with Burn's convolutions.
+    // One All-CNN-C step with `--conv gemm` (forward: im2col and Burn's tiled matmul on the
+    // device; backward: Burn's convolution gradient kernels) against the CPU's step with
+    // Burn's convolutions (measured: each tensor's step within 4.2e-4).
     let wgpu = lcnn::device::parse_device("wgpu").unwrap();
     let (init, one_step) = one_allconv_step(dir);
     run(dir, "allconv-cpu", Device::flex(), &one_step);
