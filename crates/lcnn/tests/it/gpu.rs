@@ -149,7 +149,8 @@ fn a_gemm_convolution_step_on_wgpu_matches_the_cpu_step() {
     synthetic_folder(&dir.join("data"), 24);
     // One All-CNN-C step with `--conv gemm` (forward: im2col and Burn's tiled matmul on the
     // device; backward: Burn's convolution gradient kernels) against the CPU's step with
-    // Burn's convolutions (measured: each tensor's step within 4.2e-4).
+    // Burn's convolutions (measured over two runs: each tensor's step within 4.2e-4 and 1.4e-3;
+    // the autotuned kernels' rounding, and ReLU's near ties, move the step that much).
     let wgpu = lcnn::device::parse_device("wgpu").unwrap();
     let (init, one_step) = one_allconv_step(dir);
     run(dir, "allconv-cpu", Device::flex(), &one_step);
