@@ -8,9 +8,9 @@
 # 1. bench/gpu_side_by_side.sh: lcnn's train step against PyTorch CUDA (strict fp32, bf16) for
 #    LCNN and All-CNN-C, first in fresh kernel caches, then warm: the WGSL build in f32 and f16
 #    mixed precision, each with Burn's convolution kernels and with `--conv gemm` (forward as
-#    im2col and one tiled matmul, backward Burn's gradient kernels), and the `vulkan` build (when packed) in f16 and bf16 mixed precision,
-#    the only build whose half-precision convolutions can take Burn's implicit GEMM on tensor
-#    cores.
+#    im2col and one tiled matmul, backward Burn's gradient kernels), and the `vulkan` build
+#    (when packed) in f16 and bf16 mixed precision, the only build whose half-precision
+#    convolutions can take Burn's implicit GEMM on tensor cores.
 # 2. bench/gpu_allconv_cifar.sh: All-CNN-C trained on CIFAR-10 against the clock with the
 #    build and precision that step 1 found fastest for All-CNN-C, starting from the kernel
 #    cache step 1 tuned for it (ALLCONV_CACHE=fresh: an empty cache, a fresh machine's first

@@ -11,8 +11,9 @@
 # entry of its dtypes: `f32`/`f16`/`bf16` are --dtype (every tensor in that type),
 # `mixed-f16`/`mixed-bf16` are --precision (mixed precision over f32 weights, f16 with its
 # loss scaling); a `gemm-` prefix (`gemm-f32`, `gemm-mixed-f16`) adds `--conv gemm` (the
-# forward as im2col and one tiled matmul instead of Burn's forward kernel). PyTorch (PYTHON, default python3, with CUDA) runs
-# bench/torch_bench.py --device cuda in strict fp32, TF32 and bf16 autocast.
+# forward as im2col and one tiled matmul instead of Burn's forward kernel). PyTorch (PYTHON,
+# default python3, with CUDA) runs bench/torch_bench.py --device cuda in strict fp32, TF32 and
+# bf16 autocast.
 #
 # Phases:
 # 1. lcnn cold: every binary / dtype / model at once (the machine's cores compile in parallel),
