@@ -3,13 +3,16 @@
 //! `(ky, kx, c)`, contiguous runs of channels copied at once) and multiplied by the kernel
 //! stored as `[kh, kw, in, out]` (TensorFlow's HWIO). 1x1 stride-1 convolutions skip the gather:
 //! in channels-last a pixel's channels are already a matrix row. Wide 3x3 stride-1 layers
-//! take the [`winograd`] path instead, forward and backward.
+//! take the [`winograd`] path instead, forward and backward. A convolution whose output only the
+//! next layer reads can hand it over chunk by chunk instead of storing it ([`forward_chunked`],
+//! and [`backward_from`] with the output gradient made chunk by chunk).
 //!
 //! Work is split over fixed chunks of images (never over the thread count), and weight
 //! gradients are summed per chunk and then across chunks in chunk order, so results do not
 //! depend on how many threads run them.
 
 use std::cell::RefCell;
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -33,6 +36,8 @@ const MIN_CHUNKS: usize = 4;
 
 thread_local! {
     static COLS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// A chunk's output (or output gradient) when the whole tensor is never stored.
+    static CHUNK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The shape of one convolution.
@@ -167,51 +172,104 @@ pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f
         return winograd::forward(g, x, w, b, y);
     }
     let chunk = g.chunk_images(x.len() / g.in_len());
-    let (kd, cout) = (g.kdim(), g.cout);
     y.par_chunks_mut(chunk * g.out_len())
         .zip(x.par_chunks(chunk * g.in_len()))
-        .for_each(|(yc, xc)| {
-            let rows = yc.len() / cout;
-            if let Some(b) = b {
-                for row in yc.chunks_exact_mut(cout) {
-                    row.copy_from_slice(b);
-                }
-            }
-            let acc = b.is_some();
-            if g.pointwise() {
-                sgemm(
-                    rows,
-                    cout,
-                    kd,
-                    Mat::new(xc, kd),
-                    Mat::new(w, cout),
-                    yc,
-                    cout,
-                    acc,
-                    1,
-                );
-                return;
-            }
-            let block = g.block_rows();
-            with_cols(block * kd, |col| {
-                for r0 in (0..rows).step_by(block) {
-                    let r1 = (r0 + block).min(rows);
-                    g.im2col(xc, r0, r1, col);
-                    let out = &mut yc[r0 * cout..r1 * cout];
-                    sgemm(
-                        r1 - r0,
-                        cout,
-                        kd,
-                        Mat::new(col, kd),
-                        Mat::new(w, cout),
-                        out,
-                        cout,
-                        acc,
-                        1,
-                    );
-                }
+        .for_each(|(yc, xc)| forward_chunk(g, xc, w, b, yc));
+}
+
+/// [`forward`] for a layer whose output only the next layer reads: each chunk of
+/// [`ConvGeom::chunk_images`] images is computed into a scratch buffer (still in the core's
+/// cache) and handed to `emit` with that chunk's item of `sinks` (one item per chunk, in
+/// order), so the whole output is never stored. Not for [`winograd::eligible`] shapes.
+///
+/// # Shapes
+/// - `x`: `[n, h, w, cin]`, `w`: `[k, k, cin, cout]`, `b`: `[cout]`
+/// - `emit`'s slice: `[images of the chunk, oh, ow, cout]`
+pub fn forward_chunked<S: Send>(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    sinks: impl IndexedParallelIterator<Item = S>,
+    emit: impl Fn(S, &[f32]) + Sync,
+) {
+    debug_assert!(!winograd::eligible(g));
+    let chunk = g.chunk_images(x.len() / g.in_len());
+    x.par_chunks(chunk * g.in_len())
+        .zip(sinks)
+        .for_each(|(xc, sink)| {
+            let len = xc.len() / g.in_len() * g.out_len();
+            with_chunk(len, |yc| {
+                forward_chunk(g, xc, w, b, yc);
+                emit(sink, yc);
             });
         });
+}
+
+/// `f` on this thread's chunk buffer, `len` values long.
+fn with_chunk<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    CHUNK.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() < len {
+            c.resize(len, 0.0);
+        }
+        f(&mut c[..len])
+    })
+}
+
+/// The convolution of one chunk of images `xc` into `yc` (im2col or pointwise).
+fn forward_chunk(g: &ConvGeom, xc: &[f32], w: &[f32], b: Option<&[f32]>, yc: &mut [f32]) {
+    let (kd, cout) = (g.kdim(), g.cout);
+    let rows = yc.len() / cout;
+    if let Some(b) = b {
+        for row in yc.chunks_exact_mut(cout) {
+            row.copy_from_slice(b);
+        }
+    }
+    let acc = b.is_some();
+    if g.pointwise() {
+        sgemm(
+            rows,
+            cout,
+            kd,
+            Mat::new(xc, kd),
+            Mat::new(w, cout),
+            yc,
+            cout,
+            acc,
+            1,
+        );
+        return;
+    }
+    let block = g.block_rows();
+    with_cols(block * kd, |col| {
+        for r0 in (0..rows).step_by(block) {
+            let r1 = (r0 + block).min(rows);
+            g.im2col(xc, r0, r1, col);
+            let out = &mut yc[r0 * cout..r1 * cout];
+            sgemm(
+                r1 - r0,
+                cout,
+                kd,
+                Mat::new(col, kd),
+                Mat::new(w, cout),
+                out,
+                cout,
+                acc,
+                1,
+            );
+        }
+    });
+}
+
+/// A convolution's output gradient: the whole tensor, or made chunk by chunk where the layer
+/// after it ran in the same pass ([`forward_chunked`]).
+#[derive(Clone, Copy)]
+pub enum OutputGrad<'a> {
+    /// `[n, oh, ow, cout]`.
+    Tensor(&'a [f32]),
+    /// Writes the gradient of images `range` (`[range.len(), oh, ow, cout]`) into the slice.
+    Chunks(&'a (dyn Fn(Range<usize>, &mut [f32]) + Sync)),
 }
 
 /// Per-chunk gradient buffers of one convolution and its transposed kernel, kept between
@@ -238,6 +296,23 @@ pub fn backward(
     if winograd::eligible(g) {
         return winograd::backward(g, x, w, dy, dw, db, dx, parts);
     }
+    backward_from(g, x, w, OutputGrad::Tensor(dy), dw, db, dx, parts);
+}
+
+/// [`backward`] from an output gradient that may be made chunk by chunk (the gradient of a
+/// [`forward_chunked`] layer). Not for [`winograd::eligible`] shapes.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_from(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    dy: OutputGrad,
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+    dx: Option<&mut [f32]>,
+    parts: &mut Partials,
+) {
+    debug_assert!(!winograd::eligible(g));
     let n = x.len() / g.in_len();
     let chunk = g.chunk_images(n);
     let tasks = n.div_ceil(chunk);
@@ -259,76 +334,16 @@ pub fn backward(
     let task = |i: usize, part: &mut [f32], dxc: Option<&mut [f32]>| {
         let (i0, i1) = (i * chunk, ((i + 1) * chunk).min(n));
         let xc = &x[i0 * g.in_len()..i1 * g.in_len()];
-        let dyc = &dy[i0 * g.out_len()..i1 * g.out_len()];
-        let rows = dyc.len() / cout;
-        let (dwp, dbp) = part.split_at_mut(kd * cout);
-        bias_gradient(dyc, dbp);
-        if g.pointwise() {
-            sgemm(
-                kd,
-                cout,
-                rows,
-                Mat::t(xc, kd),
-                Mat::new(dyc, cout),
-                dwp,
-                cout,
-                false,
-                1,
-            );
-            if let Some(dxc) = dxc {
-                sgemm(
-                    rows,
-                    kd,
-                    cout,
-                    Mat::new(dyc, cout),
-                    Mat::new(wt, kd),
-                    dxc,
-                    kd,
-                    false,
-                    1,
-                );
+        match dy {
+            OutputGrad::Tensor(dy) => {
+                let dyc = &dy[i0 * g.out_len()..i1 * g.out_len()];
+                backward_chunk(g, xc, wt, dyc, part, dxc);
             }
-            return;
+            OutputGrad::Chunks(make) => with_chunk((i1 - i0) * g.out_len(), |dyc| {
+                make(i0..i1, dyc);
+                backward_chunk(g, xc, wt, dyc, part, dxc);
+            }),
         }
-        let block = g.block_rows();
-        let mut dxc = dxc;
-        if let Some(d) = dxc.as_deref_mut() {
-            d.fill(0.0);
-        }
-        with_cols(2 * block * kd, |buf| {
-            let (col, dcol) = buf.split_at_mut(block * kd);
-            for r0 in (0..rows).step_by(block) {
-                let r1 = (r0 + block).min(rows);
-                let dyb = &dyc[r0 * cout..r1 * cout];
-                g.im2col(xc, r0, r1, col);
-                let m = r1 - r0;
-                sgemm(
-                    kd,
-                    cout,
-                    m,
-                    Mat::t(col, kd),
-                    Mat::new(dyb, cout),
-                    dwp,
-                    cout,
-                    r0 > 0,
-                    1,
-                );
-                if let Some(d) = dxc.as_deref_mut() {
-                    sgemm(
-                        m,
-                        kd,
-                        cout,
-                        Mat::new(dyb, cout),
-                        Mat::new(wt, kd),
-                        dcol,
-                        kd,
-                        false,
-                        1,
-                    );
-                    g.col2im_add(dcol, r0, r1, d);
-                }
-            }
-        });
     };
     match dx {
         Some(dx) => parts
@@ -344,6 +359,89 @@ pub fn backward(
             .for_each(|(i, p)| task(i, p, None)),
     }
     reduce_parts(&parts.0, part_len, dw, db);
+}
+
+/// The gradients of one chunk of images: `part` (`[dw | db]`, overwritten) from the input `xc`
+/// and output gradient `dyc`, and `dxc` (overwritten) when given, from the kernel transposed
+/// (`wt`, `[cout, kd]`).
+fn backward_chunk(
+    g: &ConvGeom,
+    xc: &[f32],
+    wt: &[f32],
+    dyc: &[f32],
+    part: &mut [f32],
+    dxc: Option<&mut [f32]>,
+) {
+    let (kd, cout) = (g.kdim(), g.cout);
+    let rows = dyc.len() / cout;
+    let (dwp, dbp) = part.split_at_mut(kd * cout);
+    bias_gradient(dyc, dbp);
+    if g.pointwise() {
+        sgemm(
+            kd,
+            cout,
+            rows,
+            Mat::t(xc, kd),
+            Mat::new(dyc, cout),
+            dwp,
+            cout,
+            false,
+            1,
+        );
+        if let Some(dxc) = dxc {
+            sgemm(
+                rows,
+                kd,
+                cout,
+                Mat::new(dyc, cout),
+                Mat::new(wt, kd),
+                dxc,
+                kd,
+                false,
+                1,
+            );
+        }
+        return;
+    }
+    let block = g.block_rows();
+    let mut dxc = dxc;
+    if let Some(d) = dxc.as_deref_mut() {
+        d.fill(0.0);
+    }
+    with_cols(2 * block * kd, |buf| {
+        let (col, dcol) = buf.split_at_mut(block * kd);
+        for r0 in (0..rows).step_by(block) {
+            let r1 = (r0 + block).min(rows);
+            let dyb = &dyc[r0 * cout..r1 * cout];
+            g.im2col(xc, r0, r1, col);
+            let m = r1 - r0;
+            sgemm(
+                kd,
+                cout,
+                m,
+                Mat::t(col, kd),
+                Mat::new(dyb, cout),
+                dwp,
+                cout,
+                r0 > 0,
+                1,
+            );
+            if let Some(d) = dxc.as_deref_mut() {
+                sgemm(
+                    m,
+                    kd,
+                    cout,
+                    Mat::new(dyb, cout),
+                    Mat::new(wt, kd),
+                    dcol,
+                    kd,
+                    false,
+                    1,
+                );
+                g.col2im_add(dcol, r0, r1, d);
+            }
+        }
+    });
 }
 
 /// `db` (overwritten) = the sum of the rows of `dy` (`[pixels, cout]`).

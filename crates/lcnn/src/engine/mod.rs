@@ -7,7 +7,10 @@
 //!   kernels), a 1x1 convolution needs no gather, a wide 3x3 stride-1 convolution runs as
 //!   Winograd F(2x2, 3x3) ([`winograd`], 2.25x fewer multiplies), and Max-Feature-Map
 //!   ([Wu et al., arXiv:1511.02683](https://arxiv.org/abs/1511.02683)) compares two
-//!   contiguous halves of each pixel.
+//!   contiguous halves of each pixel. LCNN's blocks (convolution, MFM, max pooling) run as one
+//!   pass where they can: MFM pools as it goes, and an im2col convolution hands each chunk of
+//!   its output to them while it is still in the core's cache, so neither the convolution's
+//!   output nor MFM's (the largest tensors of the step) is ever stored, forward or backward.
 //! - Every buffer (activations, gradients, per-chunk partial sums) is allocated once per batch
 //!   shape and reused across steps.
 //! - Work is split over fixed chunks of the batch and reduced in a fixed order, so a step's
@@ -38,6 +41,7 @@ use crate::weights::{export, import, NamedTensor, WeightsError};
 
 use conv::{ConvGeom, Partials};
 use ops::BnStats;
+use rayon::prelude::*;
 
 /// Which implementation trains and evaluates on the CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -191,6 +195,9 @@ enum Op {
     },
     Mfm {
         c: usize,
+        /// The max pooling that follows it, which it runs in the same pass
+        /// ([`ops::mfm_maxpool_forward`]) when both run.
+        pool: Option<ConvGeom>,
     },
     MaxPool(ConvGeom),
     AvgPool(ConvGeom),
@@ -243,6 +250,14 @@ struct Workspace {
     pgrads: Vec<Vec<f32>>,
     /// Seconds spent per layer, forward and backward, since the engine was built.
     times: Vec<[f64; 2]>,
+    /// `span[i]`: how many of the layers after layer `i` the last forward pass ran inside it
+    /// ([`Engine::span`]: MFM with its max pooling, and a convolution with both), leaving their
+    /// inputs unwritten; the backward pass does the same.
+    span: Vec<usize>,
+    /// `inside[i]`: layer `i` ran inside an earlier layer in the last forward pass.
+    inside: Vec<bool>,
+    /// Winners of fused MFM + max pooling layers ([`ops::mfm_maxpool_forward`]), per layer.
+    args: Vec<Vec<u8>>,
 }
 
 /// A model compiled for the CPU engine.
@@ -267,6 +282,8 @@ pub struct Engine {
     label_smoothing: f64,
     /// L2 factor on the trainable kernels (`kernel_regularizer`).
     l2: f64,
+    /// Whether layers run inside the one before them where they can ([`Engine::span`]).
+    fuse: bool,
     ws: Workspace,
 }
 
@@ -424,7 +441,7 @@ impl Engine {
                         relu: act(*activation)?,
                     }
                 }
-                LayerKind::MaxFeatureMap => Op::Mfm { c: ic },
+                LayerKind::MaxFeatureMap => Op::Mfm { c: ic, pool: None },
                 LayerKind::MaxPool2d {
                     pool,
                     strides,
@@ -470,6 +487,17 @@ impl Engine {
             ops.push(op);
             sizes.push(r.output.numel());
         }
+        // MFM then max pooling (LCNN's blocks) run as one pass.
+        for i in 1..ops.len() {
+            if let (Op::Mfm { c, .. }, Op::MaxPool(g)) = (&ops[i - 1], &ops[i]) {
+                if 2 * g.cin == *c && g.k * g.k <= ops::MFM_POOL_MAX_TAPS {
+                    let g = *g;
+                    if let Op::Mfm { pool, .. } = &mut ops[i - 1] {
+                        *pool = Some(g);
+                    }
+                }
+            }
+        }
         let outputs = *sizes.last().unwrap_or(&0);
         let n_ops = ops.len();
         let mut engine = Engine {
@@ -488,11 +516,15 @@ impl Engine {
             start: 0,
             label_smoothing: 0.0,
             l2: 0.0,
+            fuse: true,
             ws: Workspace::default(),
         };
         engine.ws.bn = vec![BnStats::default(); n_ops];
         engine.ws.parts = (0..n_ops).map(|_| Partials::default()).collect();
         engine.ws.mids = vec![Default::default(); n_ops];
+        engine.ws.span = vec![0; n_ops];
+        engine.ws.inside = vec![false; n_ops];
+        engine.ws.args = vec![Vec::new(); n_ops];
         engine.ws.pgrads = engine
             .params
             .iter()
@@ -671,10 +703,8 @@ impl Engine {
             let ws = &mut self.ws;
             ws.acts.resize_with(self.ops.len() + 1, Vec::new);
             ws.grads.resize_with(self.ops.len() + 1, Vec::new);
-            for (i, s) in self.sizes.iter().enumerate().skip(start) {
-                ws.acts[i].resize(n * s, 0.0);
-            }
-            ws.acts[start].copy_from_slice(images);
+            ws.acts[start].clear();
+            ws.acts[start].extend_from_slice(images);
             return Ok(n);
         }
         if [c, h, w] != self.input || images.len() != n * c * h * w {
@@ -686,10 +716,9 @@ impl Engine {
         let ws = &mut self.ws;
         ws.acts.resize_with(self.ops.len() + 1, Vec::new);
         ws.grads.resize_with(self.ops.len() + 1, Vec::new);
-        for (i, s) in self.sizes.iter().enumerate() {
-            ws.acts[i].resize(n * s, 0.0);
-        }
+        // Each layer sizes its own output as it runs.
         let x = &mut ws.acts[0];
+        x.resize(n * self.sizes[0], 0.0);
         if c == 1 {
             x.copy_from_slice(images);
         } else {
@@ -710,15 +739,57 @@ impl Engine {
     /// [`Engine::forward`] of the layers in `layers` only.
     fn forward_range(&mut self, n: usize, train: bool, seed: u64, layers: Range<usize>) {
         let Engine {
-            ops, params, ws, ..
+            ops,
+            params,
+            ws,
+            sizes,
+            fuse,
+            ..
         } = self;
         ws.times.resize(ops.len(), [0.0; 2]);
+        ws.span[..layers.start].fill(0);
+        ws.inside[..layers.start].fill(false);
+        let mut skip = 0;
         for (i, op) in ops.iter().enumerate().take(layers.end).skip(layers.start) {
+            // A layer run inside an earlier one.
+            ws.inside[i] = skip > 0;
+            if skip > 0 {
+                ws.span[i] = 0;
+                skip -= 1;
+                continue;
+            }
             let started = std::time::Instant::now();
+            let span = if *fuse {
+                Self::span(ops, i, layers.end)
+            } else {
+                0
+            };
+            ws.span[i] = span;
+            let out = i + 1 + span;
+            ws.acts[out].resize(n * sizes[out], 0.0);
             let (lo, hi) = ws.acts.split_at_mut(i + 1);
-            let (x, y) = (&lo[i][..], &mut hi[0][..]);
+            let x = &lo[i][..];
+            let y = &mut hi[span][..];
             let value = |k: usize| &params[k].value[..];
             match op {
+                Op::Conv { g, w, b, .. } if span == 2 => {
+                    // MFM and its pooling on each chunk of the convolution's output, which is
+                    // never stored whole.
+                    let Op::Mfm { pool: Some(pg), .. } = &ops[i + 1] else {
+                        unreachable!("a convolution spans only MFM and its pooling")
+                    };
+                    let arg = &mut ws.args[i];
+                    arg.resize(y.len(), 0);
+                    let pl = g.chunk_images(n) * pg.out_len();
+                    conv::forward_chunked(
+                        g,
+                        x,
+                        value(*w),
+                        Some(value(*b)),
+                        y.par_chunks_mut(pl).zip(arg.par_chunks_mut(pl)),
+                        |(yc, ac), out| ops::mfm_maxpool_forward_serial(pg, out, yc, ac),
+                    );
+                }
                 Op::Conv { g, w, b, relu } => {
                     conv::forward(g, x, value(*w), Some(value(*b)), y);
                     if *relu {
@@ -741,7 +812,13 @@ impl Engine {
                         ops::relu(y);
                     }
                 }
-                Op::Mfm { c } => ops::mfm_forward(x, *c, y),
+                Op::Mfm { c, pool } => match pool {
+                    Some(g) if span == 1 => {
+                        ws.args[i].resize(y.len(), 0);
+                        ops::mfm_maxpool_forward(g, x, y, &mut ws.args[i]);
+                    }
+                    _ => ops::mfm_forward(x, *c, y),
+                },
                 Op::MaxPool(g) => ops::maxpool_forward(g, x, y),
                 Op::AvgPool(g) => ops::avgpool_forward(g, x, y),
                 Op::BatchNorm {
@@ -809,7 +886,25 @@ impl Engine {
                 }
                 Op::Identity => y.copy_from_slice(x),
             }
+            skip = span;
             ws.times[i][0] += started.elapsed().as_secs_f64();
+        }
+    }
+
+    /// How many layers after layer `i` it runs in the same pass when the pass ends before
+    /// layer `end`: MFM followed by max pooling pools as it goes (1), and a convolution (im2col,
+    /// linear) followed by both hands each chunk of its output to them while it is still in
+    /// the core's cache (2); the fused layers' outputs are then never written. 0 otherwise.
+    fn span(ops: &[Op], i: usize, end: usize) -> usize {
+        let pooled_mfm = |j: usize| matches!(ops.get(j), Some(Op::Mfm { pool: Some(_), .. }));
+        match &ops[i] {
+            Op::Conv { g, relu: false, .. }
+                if i + 2 < end && pooled_mfm(i + 1) && !winograd::eligible(g) =>
+            {
+                2
+            }
+            Op::Mfm { .. } if i + 1 < end && pooled_mfm(i) => 1,
+            _ => 0,
         }
     }
 
@@ -824,21 +919,41 @@ impl Engine {
             ..
         } = self;
         for (i, s) in sizes.iter().enumerate() {
-            ws.grads[i].resize(n * s, 0.0);
+            // (Not the inputs of layers run inside another.)
+            if ws.inside.get(i) != Some(&true) {
+                ws.grads[i].resize(n * s, 0.0);
+            }
         }
         for (i, op) in ops.iter().enumerate().rev() {
             if i < *first_trainable {
                 break;
+            }
+            // Its gradient was taken by the layer that ran it.
+            if ws.inside[i] {
+                continue;
             }
             let need_dx = i > *first_trainable;
             let started = std::time::Instant::now();
             let x = &ws.acts[i][..];
             let y = &ws.acts[i + 1][..];
             let (lo, hi) = ws.grads.split_at_mut(i + 1);
-            let (dx, dy) = (&mut lo[i][..], &mut hi[0][..]);
+            let (dx, dy) = (&mut lo[i][..], &mut hi[ws.span[i]][..]);
             let dx = need_dx.then_some(dx);
             let value = |k: usize| &params[k].value[..];
             match op {
+                Op::Conv { g, w, b, .. } if ws.span[i] == 2 => {
+                    let Op::Mfm { pool: Some(pg), .. } = &ops[i + 1] else {
+                        unreachable!("a convolution spans only MFM and its pooling")
+                    };
+                    let (arg, dy, pl) = (&ws.args[i][..], &*dy, pg.out_len());
+                    let make = |images: Range<usize>, out: &mut [f32]| {
+                        let r = images.start * pl..images.end * pl;
+                        ops::mfm_maxpool_backward_serial(pg, &arg[r.clone()], &dy[r], out);
+                    };
+                    let (dw, db) = pair_mut(&mut ws.pgrads, *w, *b);
+                    let dy = conv::OutputGrad::Chunks(&make);
+                    conv::backward_from(g, x, value(*w), dy, dw, Some(db), dx, &mut ws.parts[i]);
+                }
                 Op::Conv { g, w, b, relu } => {
                     if *relu {
                         ops::relu_backward(y, dy);
@@ -872,11 +987,13 @@ impl Engine {
                     );
                     ops::depthwise_backward(dg, x, value(*dw), dmid, &mut ws.pgrads[*dw], dx);
                 }
-                Op::Mfm { c } => {
-                    if let Some(dx) = dx {
-                        ops::mfm_backward(x, *c, dy, dx);
+                Op::Mfm { c, pool } => match (dx, pool) {
+                    (Some(dx), Some(g)) if ws.span[i] == 1 => {
+                        ops::mfm_maxpool_backward(g, &ws.args[i], dy, dx)
                     }
-                }
+                    (Some(dx), _) => ops::mfm_backward(x, *c, dy, dx),
+                    (None, _) => {}
+                },
                 Op::MaxPool(g) => {
                     if let Some(dx) = dx {
                         ops::maxpool_backward(g, x, y, dy, dx);
@@ -993,14 +1110,29 @@ impl Engine {
         }
     }
 
+    /// Whether layers run inside the one before them where they can (the default): MFM with the
+    /// max pooling after it, and a convolution with both ([`Engine::span`]). The results are
+    /// the same either way (tested); off, every layer's output is stored.
+    pub fn set_fusion(&mut self, on: bool) {
+        self.fuse = on;
+    }
+
     /// Seconds spent in each layer since the engine was built: `(name, forward, backward)`.
+    /// Layers that ran inside an earlier one ([`Engine::span`]) are reported with it, as
+    /// `conv1+mfm1+pool1`.
     pub fn layer_times(&self) -> Vec<(String, f64, f64)> {
-        self.spec
-            .layers
-            .iter()
-            .zip(&self.ws.times)
-            .map(|(l, t)| (l.name.clone(), t[0], t[1]))
-            .collect()
+        let mut rows: Vec<(String, f64, f64)> = Vec::new();
+        for (i, (l, t)) in self.spec.layers.iter().zip(&self.ws.times).enumerate() {
+            match rows.last_mut() {
+                Some(row) if self.ws.inside.get(i) == Some(&true) => {
+                    row.0 = format!("{}+{}", row.0, l.name);
+                    row.1 += t[0];
+                    row.2 += t[1];
+                }
+                _ => rows.push((l.name.clone(), t[0], t[1])),
+            }
+        }
+        rows
     }
 
     /// Sets the loss's `label_smoothing` and the L2 factor on trainable kernels
@@ -1225,14 +1357,6 @@ impl Engine {
     /// The logits of the last forward pass, `[N, outputs]`.
     pub fn last_logits(&self) -> &[f32] {
         self.ws.acts.get(self.ops.len()).map_or(&[], |v| &v[..])
-    }
-
-    /// The input of layer `i` after the last forward pass and its gradient after the last
-    /// backward pass, channels-last (`i == layers`: the logits); for tests that compare
-    /// layer by layer.
-    pub fn layer_input(&self, i: usize) -> (&[f32], &[f32]) {
-        let g = self.ws.grads.get(i).map_or(&[][..], |g| &g[..]);
-        (&self.ws.acts[i], g)
     }
 
     /// Inference with the model's final activation: class probabilities, `[N, outputs]`.

@@ -2,9 +2,12 @@
 //! ([Wu et al., arXiv:1511.02683](https://arxiv.org/abs/1511.02683)), max pooling, Keras
 //! BatchNormalization ([Ioffe & Szegedy, arXiv:1502.03167](https://arxiv.org/abs/1502.03167)),
 //! dropout, ReLU, global average pooling, Flatten in Keras' channels-first order, and the
-//! depthwise half of a separable convolution. Backward passes recompute what they need from the
-//! layer's input (argmax, normalized values, dropout masks), so nothing but the activations is
-//! kept between the passes. Every reduction runs over fixed chunks in a fixed order.
+//! depthwise half of a separable convolution, and MFM with the max pooling after it as one pass
+//! (LCNN's blocks). Backward passes recompute what they need from the layer's input (argmax,
+//! normalized values, dropout masks), so nothing but the activations is kept between the
+//! passes, except the fused MFM + pooling's winners (one byte per output; MFM's output, four to
+//! eight times larger, is never written). Every reduction runs over fixed chunks in a fixed
+//! order.
 
 use rayon::prelude::*;
 
@@ -124,6 +127,114 @@ pub fn maxpool_backward(g: &ConvGeom, x: &[f32], y: &[f32], dy: &[f32], dx: &mut
                 }
             });
         });
+}
+
+/// `max(a, b)` as one compare-and-select (`maxps`); `f32::max`'s NaN handling costs three more
+/// instructions per vector, and a NaN anywhere fails the step's finite-loss check anyway.
+#[inline(always)]
+fn larger(a: f32, b: f32) -> f32 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// Window positions a fused [`mfm_maxpool_forward`] can name in its `u8` winners (two codes per
+/// position): windows up to 11x11.
+pub const MFM_POOL_MAX_TAPS: usize = 127;
+
+/// Max-Feature-Map followed by max pooling (`g`, over the `c / 2` channels MFM leaves), in one
+/// pass that never writes MFM's output: LCNN's `mfm` + `pool` pairs, where MFM's output is the
+/// largest tensor of the step and pooling would read it straight back. `y` is
+/// `maxpool_forward(mfm_forward(x))`; `arg` records each pooled value's winner as
+/// `2 * tap + half` (`tap`: its window's in-bounds position in scan order, `half`: 0 for the
+/// first half of the channels) for [`mfm_maxpool_backward`], which then needs neither `x` nor
+/// `y`.
+///
+/// # Shapes
+/// - `x`: `[n, h, w, 2 * g.cin]`, `y` and `arg`: `[n, oh, ow, g.cin]`
+pub fn mfm_maxpool_forward(g: &ConvGeom, x: &[f32], y: &mut [f32], arg: &mut [u8]) {
+    let ol = g.out_len();
+    y.par_chunks_mut(ol)
+        .zip(arg.par_chunks_mut(ol))
+        .zip(x.par_chunks(2 * g.in_len()))
+        .for_each(|((yi, ai), xi)| mfm_maxpool_image(g, xi, yi, ai));
+}
+
+/// [`mfm_maxpool_forward`] on this thread, for a chunk of images inside a parallel task.
+pub fn mfm_maxpool_forward_serial(g: &ConvGeom, x: &[f32], y: &mut [f32], arg: &mut [u8]) {
+    let ol = g.out_len();
+    for ((yi, ai), xi) in y
+        .chunks_exact_mut(ol)
+        .zip(arg.chunks_exact_mut(ol))
+        .zip(x.chunks_exact(2 * g.in_len()))
+    {
+        mfm_maxpool_image(g, xi, yi, ai);
+    }
+}
+
+fn mfm_maxpool_image(g: &ConvGeom, xi: &[f32], yi: &mut [f32], ai: &mut [u8]) {
+    debug_assert!(g.k * g.k <= MFM_POOL_MAX_TAPS);
+    let h = g.cin;
+    g.windows(|o, taps| {
+        let out = &mut yi[o * h..(o + 1) * h];
+        let arg = &mut ai[o * h..(o + 1) * h];
+        out.fill(f32::NEG_INFINITY);
+        arg.fill(0);
+        for (t, p) in taps.enumerate() {
+            let (a, b) = xi[2 * p * h..2 * (p + 1) * h].split_at(h);
+            let code = 2 * t as u8;
+            for (((m, r), a), b) in out.iter_mut().zip(arg.iter_mut()).zip(a).zip(b) {
+                // As the two layers decide: MFM keeps the first half on a tie, pooling the
+                // first maximum in scan order.
+                let v = larger(*a, *b);
+                *r = if v > *m { code + u8::from(*a < *b) } else { *r };
+                *m = larger(*m, v);
+            }
+        }
+    });
+}
+
+/// Gradient of [`mfm_maxpool_forward`] from its winners: each pooled value's gradient goes to
+/// the input value that won; the rest are zero. The same values as [`maxpool_backward`] then
+/// [`mfm_backward`], summed in the same order where windows overlap.
+///
+/// # Shapes
+/// - `arg` and `dy`: `[n, oh, ow, g.cin]`, `dx`: `[n, h, w, 2 * g.cin]`
+pub fn mfm_maxpool_backward(g: &ConvGeom, arg: &[u8], dy: &[f32], dx: &mut [f32]) {
+    let ol = g.out_len();
+    dx.par_chunks_mut(2 * g.in_len())
+        .zip(arg.par_chunks(ol).zip(dy.par_chunks(ol)))
+        .for_each(|(di, (ai, gi))| mfm_maxpool_image_backward(g, ai, gi, di));
+}
+
+/// [`mfm_maxpool_backward`] on this thread, for a chunk of images inside a parallel task.
+pub fn mfm_maxpool_backward_serial(g: &ConvGeom, arg: &[u8], dy: &[f32], dx: &mut [f32]) {
+    let ol = g.out_len();
+    for (di, (ai, gi)) in dx
+        .chunks_exact_mut(2 * g.in_len())
+        .zip(arg.chunks_exact(ol).zip(dy.chunks_exact(ol)))
+    {
+        mfm_maxpool_image_backward(g, ai, gi, di);
+    }
+}
+
+fn mfm_maxpool_image_backward(g: &ConvGeom, ai: &[u8], gi: &[f32], di: &mut [f32]) {
+    let h = g.cin;
+    di.fill(0.0);
+    g.windows(|o, taps| {
+        let (arg, go) = (&ai[o * h..(o + 1) * h], &gi[o * h..(o + 1) * h]);
+        for (t, p) in taps.enumerate() {
+            let (da, db) = di[2 * p * h..2 * (p + 1) * h].split_at_mut(h);
+            let code = 2 * t as u8;
+            // Arithmetic selects, so that it vectorizes.
+            for (((da, db), r), g) in da.iter_mut().zip(db).zip(arg).zip(go) {
+                *da += *g * f32::from(u8::from(*r == code));
+                *db += *g * f32::from(u8::from(*r == code + 1));
+            }
+        }
+    });
 }
 
 /// Average pooling of `n` images: each window's mean over the pixels inside the image (a
@@ -654,6 +765,51 @@ mod tests {
         let mut dx = [9.0; 8];
         mfm_backward(&x, 4, &[1.0, 2.0, 3.0, 4.0], &mut dx);
         assert_eq!(dx, [1.0, 2.0, 0.0, 0.0, 0.0, 4.0, 3.0, 0.0]);
+    }
+
+    /// The fused MFM + max pooling pass against the two layers run one after the other: the
+    /// same outputs and the same input gradients (as values; the winners' order of ties is
+    /// the layers'), for windows that tile, overhang the border (`same` on an odd side) and
+    /// overlap, on inputs with many ties between halves and between window positions.
+    #[test]
+    fn fused_mfm_and_pooling_equal_the_two_layers() {
+        use crate::engine::conv::tests::{geom, values};
+        use crate::layers::Padding;
+        let cases = [
+            (8, 8, 2, 2, Padding::Valid),
+            (7, 7, 2, 2, Padding::Same),
+            (7, 9, 3, 2, Padding::Same),
+            (9, 7, 3, 2, Padding::Valid),
+            (6, 6, 3, 1, Padding::Same),
+        ];
+        for (i, (h, w, k, s, p)) in cases.into_iter().enumerate() {
+            for half in [1, 5, 16] {
+                let g = geom(h, w, half, k, s, p, half);
+                let n = 3;
+                // Values on a coarse grid: most windows and pixels hold ties.
+                let x: Vec<f32> = values(n * h * w * 2 * half, i as u32)
+                    .iter()
+                    .map(|v| (v * 2.0).round())
+                    .collect();
+                let dy = values(n * g.out_len(), 77 + i as u32);
+                let mut mid = vec![0.0; n * g.in_len()];
+                let mut want = vec![0.0; n * g.out_len()];
+                mfm_forward(&x, 2 * half, &mut mid);
+                maxpool_forward(&g, &mid, &mut want);
+                let (mut got, mut arg) = (vec![0.0; want.len()], vec![0u8; want.len()]);
+                mfm_maxpool_forward(&g, &x, &mut got, &mut arg);
+                assert_eq!(got, want, "case {i}, {half} channels: output");
+
+                let mut dmid = vec![0.0; mid.len()];
+                let mut want_dx = vec![0.0; x.len()];
+                maxpool_backward(&g, &mid, &want, &dy, &mut dmid);
+                mfm_backward(&x, 2 * half, &dmid, &mut want_dx);
+                let mut dx = vec![9.0; x.len()];
+                mfm_maxpool_backward(&g, &arg, &dy, &mut dx);
+                assert_eq!(dx, want_dx, "case {i}, {half} channels: input gradient");
+                assert!(dx.iter().any(|v| *v != 0.0), "case {i}: no gradient routed");
+            }
+        }
     }
 
     /// Both paths of the depthwise convolution (stride 1 by whole rows, other strides by

@@ -611,3 +611,94 @@ fn a_trained_engine_keeps_no_state_between_steps_but_its_weights() {
         );
     }
 }
+
+/// The engine runs MFM and the max pooling after it as one pass (LCNN's blocks), which never
+/// writes MFM's output. Features taken between the two (`Engine::features` at the pooling
+/// layer) still are MFM's output, and the features after the pooling, that output pooled:
+/// each equals the layer run on its own on the features before it.
+#[test]
+fn features_between_a_fused_mfm_and_its_pooling_are_the_layers_outputs() {
+    use lcnn::engine::conv::ConvGeom;
+    use lcnn::engine::ops;
+    let spec = ModelConfig::new(ModelName::Lcnn, Shape::Image { h: 28, w: 28, c: 1 }, 10)
+        .spec()
+        .unwrap();
+    let at = |name: &str| spec.layers.iter().position(|l| l.name == name).unwrap();
+    let (mfm, pool) = (at("mfm1"), at("pool1"));
+    assert_eq!(pool, mfm + 1);
+    assert!(matches!(
+        spec.layers[pool].kind,
+        LayerKind::MaxPool2d { .. }
+    ));
+    let net = fixed_network(&spec, &Device::flex().autodiff(), 4);
+    let mut engine = Engine::from_network(&net).unwrap();
+    let n = 3;
+    let x = batch(n, 1, 28, 28);
+    let shape = [n, 1, 28, 28];
+    let conv = engine.features(&x, shape, mfm).unwrap().to_vec();
+    let mid = engine.features(&x, shape, pool).unwrap().to_vec();
+    let pooled = engine.features(&x, shape, pool + 1).unwrap().to_vec();
+    // conv1's channels at 28x28; MFM keeps half of them; the pooling halves each side.
+    let c = conv.len() / (n * 784);
+    assert_eq!(
+        (mid.len(), pooled.len()),
+        (n * 784 * c / 2, n * 196 * c / 2)
+    );
+    let mut want_mid = vec![0.0; mid.len()];
+    ops::mfm_forward(&conv, c, &mut want_mid);
+    assert_eq!(mid, want_mid, "MFM's output");
+    let g = ConvGeom {
+        h: 28,
+        w: 28,
+        cin: c / 2,
+        k: 2,
+        stride: 2,
+        pad_top: 0,
+        pad_left: 0,
+        oh: 14,
+        ow: 14,
+        cout: c / 2,
+    };
+    let mut want_pooled = vec![0.0; pooled.len()];
+    ops::maxpool_forward(&g, &mid, &mut want_pooled);
+    assert_eq!(pooled, want_pooled, "the pooled output");
+}
+
+/// Running MFM inside its convolution and the max pooling inside MFM changes no result: LCNN
+/// steps with the layers fused (the default) and one by one give the same loss and the same
+/// gradients, to the bit, on the MNIST shape (`pool1` on 28x28 tiles its windows) and the
+/// CIFAR-10 shape (`pool3` on 8x8, and on odd sides where `same` windows overhang).
+#[test]
+fn fused_layers_give_the_steps_of_the_layers_one_by_one() {
+    for (input, n) in [
+        (Shape::Image { h: 28, w: 28, c: 1 }, 6),
+        (Shape::Image { h: 30, w: 30, c: 3 }, 5),
+    ] {
+        let spec = ModelConfig::new(ModelName::Lcnn, input, 10).spec().unwrap();
+        let net = fixed_network(&spec, &Device::flex().autodiff(), 5);
+        let Shape::Image { h, w, c } = input else {
+            unreachable!()
+        };
+        let x = batch(n, c, h, w);
+        let labels: Vec<u32> = (0..n as u32).map(|i| (i * 7 + 1) % 10).collect();
+        let step = |fuse: bool| {
+            let mut engine = Engine::from_network(&net).unwrap();
+            engine.set_fusion(fuse);
+            let (loss, correct) = engine
+                .forward_backward(&x, [n, c, h, w], &labels, 1)
+                .unwrap();
+            let names: Vec<String> = engine.layer_times().into_iter().map(|t| t.0).collect();
+            (loss, correct, engine.gradients(), names)
+        };
+        let (fused, plain) = (step(true), step(false));
+        assert!(
+            fused.3.iter().any(|l| l == "conv1+mfm1+pool1"),
+            "{:?}",
+            fused.3
+        );
+        assert!(plain.3.iter().all(|l| !l.contains('+')), "{:?}", plain.3);
+        assert_eq!(fused.0.to_bits(), plain.0.to_bits(), "{input:?}: loss");
+        assert_eq!(fused.1, plain.1, "{input:?}: correct");
+        same_bits(&fused.2, &plain.2, &format!("{input:?}: gradients"));
+    }
+}
