@@ -41,6 +41,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so a write to a closed pipe (`lcnn summary | head -3`) fails and
+    // `println!` panics; with the default action the process ends quietly, as Unix tools do.
+    // Weights and logs are written to temporary files and renamed, so nothing is left half
+    // written.
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread starts; `SIG_DFL` is a valid
+    // action for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {

@@ -1,4 +1,5 @@
-//! The `lcnn` binary end to end: summary totals, errors on bad arguments, and a training run
+//! The `lcnn` binary end to end: summary totals, errors on bad arguments, output into a closed
+//! pipe, and a training run
 //! killed with SIGKILL then resumed, which must end with the same weights as an uninterrupted
 //! run; eval and predict on the result.
 
@@ -29,6 +30,25 @@ fn refused(o: &Output, needles: &[&str]) {
         needles.iter().all(|n| err.contains(n)),
         "{needles:?}: {err}"
     );
+}
+
+/// Output into a pipe whose reader is gone (`lcnn summary | head -0`) ends the process by
+/// SIGPIPE, as Unix tools end, not with a panic's message and exit code 101.
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_lcnn_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    // Closed before lcnn starts, so its first write fails for sure.
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_lcnn"))
+        .args(["summary", "--model", "lcnn", "--input", "28x28x1"])
+        .stdout(writer)
+        .output()
+        .expect("run lcnn");
+    // SIGPIPE is 13 on Linux and the BSDs.
+    assert_eq!(out.status.signal(), Some(13), "{out:?}");
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
 }
 
 #[test]
