@@ -1,7 +1,6 @@
 //! The `lcnn` binary end to end: summary totals, errors on bad arguments, output into a closed
-//! pipe, and a training run
-//! killed with SIGKILL then resumed, which must end with the same weights as an uninterrupted
-//! run; eval and predict on the result.
+//! pipe, and a training run killed with SIGKILL then resumed, which must end with the same
+//! weights as an uninterrupted run; eval and predict on the result.
 
 use std::path::Path;
 use std::process::{Command, Output};
