@@ -180,7 +180,9 @@ pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f
 /// [`forward`] for a layer whose output only the next layer reads: each chunk of
 /// [`ConvGeom::chunk_images`] images is computed into a scratch buffer (still in the core's
 /// cache) and handed to `emit` with that chunk's item of `sinks` (one item per chunk, in
-/// order), so the whole output is never stored. Not for [`winograd::eligible`] shapes.
+/// order), so the whole output is never stored. Not for [`winograd::eligible`] shapes. `emit`
+/// runs inside the chunk's task, with the scratch buffer borrowed: it must not start parallel
+/// work of its own (a stolen task on this thread would find the buffer taken).
 ///
 /// # Shapes
 /// - `x`: `[n, h, w, cin]`, `w`: `[k, k, cin, cout]`, `b`: `[cout]`
@@ -268,7 +270,8 @@ fn forward_chunk(g: &ConvGeom, xc: &[f32], w: &[f32], b: Option<&[f32]>, yc: &mu
 pub enum OutputGrad<'a> {
     /// `[n, oh, ow, cout]`.
     Tensor(&'a [f32]),
-    /// Writes the gradient of images `range` (`[range.len(), oh, ow, cout]`) into the slice.
+    /// Writes the gradient of images `range` (`[range.len(), oh, ow, cout]`) into the slice;
+    /// serially, as [`forward_chunked`]'s `emit`.
     Chunks(&'a (dyn Fn(Range<usize>, &mut [f32]) + Sync)),
 }
 

@@ -5,9 +5,9 @@
 //! depthwise half of a separable convolution, and MFM with the max pooling after it as one pass
 //! (LCNN's blocks). Backward passes recompute what they need from the layer's input (argmax,
 //! normalized values, dropout masks), so nothing but the activations is kept between the
-//! passes, except the fused MFM + pooling's winners (one byte per output; MFM's output, four to
-//! eight times larger, is never written). Every reduction runs over fixed chunks in a fixed
-//! order.
+//! passes, except the fused MFM + pooling's winners (one byte per pooled value, where MFM's
+//! output, never written, would take sixteen under a 2x2 pooling). Every reduction runs over
+//! fixed chunks in a fixed order.
 
 use rayon::prelude::*;
 
