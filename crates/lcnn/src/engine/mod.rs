@@ -1406,7 +1406,9 @@ impl Engine {
 }
 
 /// Whether a Burn layer's parameters are frozen (do not require gradients).
-fn layer_is_frozen(layer: &crate::models::Layer) -> bool {
+/// Whether `layer`'s parameters are frozen (do not require gradients); `false` for layers
+/// without any.
+pub(crate) fn layer_is_frozen(layer: &crate::models::Layer) -> bool {
     use crate::models::Layer;
     let weight_requires_grad = match layer {
         Layer::Conv2d(b) => b.conv.conv.weight.val().is_require_grad(),

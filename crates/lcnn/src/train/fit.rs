@@ -30,8 +30,8 @@ use crate::data::device::DeviceDataset;
 use crate::data::{
     load, Augmenter, BatchLoader, ClassMode, Dataset, DatasetSpec, LoadOptions, LoaderConfig,
 };
-use crate::engine::{Engine, EngineKind};
-use crate::models::{Layer, ModelConfig, Network, Shape};
+use crate::engine::{layer_is_frozen, Engine, EngineKind};
+use crate::models::{Layer, LayerKind, ModelConfig, Network, Shape};
 use crate::weights::{
     export, import, import_present, safetensors, scale_trainable, unscale_gradients, NamedTensor,
 };
@@ -89,6 +89,12 @@ pub struct FitReport {
     /// The epoch (1-based) whose weights the run ended with, when `restore_best_weights`
     /// restored them; `None`: the last epoch's.
     pub restored_epoch: Option<usize>,
+    /// The largest share of a trained BatchNorm layer's moving statistics that is still their
+    /// initial value (mean 0, variance 1) after the run's steps: `momentum ^ steps`, as Keras'
+    /// moving averages have it. Large after a short run, where evaluation (which uses them)
+    /// can trail training far behind; `None` without trained BatchNorm layers, or with
+    /// `--recalibrate-bn` (which recomputes them).
+    pub batch_norm_initial_share: Option<f64>,
 }
 
 const ES_PREFIX: &str = "early_stopping_best/";
@@ -1102,6 +1108,23 @@ impl<'a> Session<'a> {
         if let Some(t) = test.as_ref().filter(|t| t.eer.is_some()) {
             plot_roc(&t.scores, "test", &self.files.dir.join(ROC_PNG))?;
         }
+        let batch_norm_initial_share = if self.config.recalibrate_bn {
+            None
+        } else {
+            let steps = self.state.iterations as f64;
+            model
+                .spec
+                .layers
+                .iter()
+                .zip(&model.layers)
+                .filter_map(|(spec, layer)| match spec.kind {
+                    LayerKind::BatchNorm { momentum, .. } if !layer_is_frozen(layer) => {
+                        Some(momentum.powf(steps))
+                    }
+                    _ => None,
+                })
+                .reduce(f64::max)
+        };
         Ok(FitReport {
             history: self.history,
             test,
@@ -1109,6 +1132,7 @@ impl<'a> Session<'a> {
             epochs_done: self.state.epochs_done,
             bottleneck: self.bottleneck.is_some(),
             restored_epoch,
+            batch_norm_initial_share,
         })
     }
 }

@@ -916,3 +916,39 @@ fn recalibrated_batch_norm_statistics_are_the_final_weights_own_on_both_engines(
         );
     }
 }
+
+/// After a short run `fit` reports how much of the trained BatchNorm layers' moving statistics
+/// is still their initial value, `momentum ^ steps` (the CLI prints it with the way out): two
+/// one-step epochs leave 0.99^2 of LCNN's. Nothing to report with `--recalibrate-bn` (they are
+/// recomputed) or with every BatchNorm frozen (they never move), on either engine.
+#[test]
+fn a_short_run_reports_the_share_of_batch_norm_statistics_still_initial() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    for engine in [
+        lcnn::engine::EngineKind::Native,
+        lcnn::engine::EngineKind::Burn,
+    ] {
+        let tmp = scratch(&format!("bn-share-{}", engine.name()));
+        let dir = tmp.path();
+        synthetic_folder(&dir.join("data"), 24);
+        let mut cfg = config(&dir.join("data"), 2);
+        cfg.engine = engine;
+        // 36 training images: one step an epoch.
+        cfg.batch_size = 36;
+        let report = fit(&cfg, &opts(&dir.join("plain"), false)).unwrap();
+        let share = report
+            .batch_norm_initial_share
+            .expect("LCNN has BatchNorm layers");
+        assert!(
+            (share - 0.99f64.powi(2)).abs() < 1e-12,
+            "{engine:?}: {share}"
+        );
+        for (name, recalibrate, freeze) in [("recal", true, false), ("frozen", false, true)] {
+            let mut cfg = cfg.clone();
+            cfg.recalibrate_bn = recalibrate;
+            cfg.freeze_bn = freeze;
+            let report = fit(&cfg, &opts(&dir.join(name), false)).unwrap();
+            assert_eq!(report.batch_norm_initial_share, None, "{engine:?}, {name}");
+        }
+    }
+}
