@@ -841,6 +841,20 @@ fn bottleneck_features_train_the_head_as_running_the_base_every_step() {
     );
 }
 
+/// Two epochs of one step each on `engine`: the synthetic folder's 36 training images in a
+/// batch of 36 (a whole-part batch when recalibrating), in a scratch folder.
+fn one_step_epochs(
+    tag: &str,
+    engine: lcnn::engine::EngineKind,
+) -> (tempfile::TempDir, TrainConfig) {
+    let tmp = scratch(&format!("{tag}-{}", engine.name()));
+    synthetic_folder(&tmp.path().join("data"), 24);
+    let mut cfg = config(&tmp.path().join("data"), 2);
+    cfg.engine = engine;
+    cfg.batch_size = 36;
+    (tmp, cfg)
+}
+
 /// `recalibrate_bn` through `fit`, on each engine: the BatchNorm statistics the run saves are
 /// the final weights' own over the training part, as recomputed here independently (one batch
 /// holding the whole part, so that batch composition plays no part; every BatchNorm of LCNN
@@ -854,14 +868,9 @@ fn recalibrated_batch_norm_statistics_are_the_final_weights_own_on_both_engines(
         lcnn::engine::EngineKind::Native,
         lcnn::engine::EngineKind::Burn,
     ] {
-        let tmp = scratch(&format!("recal-{}", engine.name()));
+        let (tmp, mut cfg) = one_step_epochs("recal", engine);
         let dir = tmp.path();
-        synthetic_folder(&dir.join("data"), 24);
-        let mut cfg = config(&dir.join("data"), 2);
-        cfg.engine = engine;
         cfg.recalibrate_bn = true;
-        // 36 training images: one step an epoch, a whole-part batch when recalibrating.
-        cfg.batch_size = 36;
         let out = dir.join("run");
         fit(&cfg, &opts(&out, false)).unwrap();
 
@@ -928,13 +937,8 @@ fn a_short_run_reports_the_share_of_batch_norm_statistics_still_initial() {
         lcnn::engine::EngineKind::Native,
         lcnn::engine::EngineKind::Burn,
     ] {
-        let tmp = scratch(&format!("bn-share-{}", engine.name()));
+        let (tmp, cfg) = one_step_epochs("bn-share", engine);
         let dir = tmp.path();
-        synthetic_folder(&dir.join("data"), 24);
-        let mut cfg = config(&dir.join("data"), 2);
-        cfg.engine = engine;
-        // 36 training images: one step an epoch.
-        cfg.batch_size = 36;
         let report = fit(&cfg, &opts(&dir.join("plain"), false)).unwrap();
         let share = report
             .batch_norm_initial_share
