@@ -153,7 +153,16 @@ impl ConvGeom {
 /// `f` on this thread's scratch buffer, grown to at least `len` values (the im2col patches,
 /// or the Winograd path's transformed tiles).
 pub(super) fn with_cols<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    COLS.with(|c| {
+    with_scratch(&COLS, len, f)
+}
+
+/// `f` on `len` values of this thread's buffer `buf`, grown as needed and kept.
+fn with_scratch<R>(
+    buf: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    buf.with(|c| {
         let mut c = c.borrow_mut();
         if c.len() < len {
             c.resize(len, 0.0);
@@ -197,26 +206,20 @@ pub fn forward_chunked<S: Send>(
 ) {
     debug_assert!(!winograd::eligible(g));
     let chunk = g.chunk_images(x.len() / g.in_len());
+    debug_assert_eq!(
+        sinks.len(),
+        x.len().div_ceil(chunk * g.in_len()),
+        "one sink per chunk"
+    );
     x.par_chunks(chunk * g.in_len())
         .zip(sinks)
         .for_each(|(xc, sink)| {
             let len = xc.len() / g.in_len() * g.out_len();
-            with_chunk(len, |yc| {
+            with_scratch(&CHUNK, len, |yc| {
                 forward_chunk(g, xc, w, b, yc);
                 emit(sink, yc);
             });
         });
-}
-
-/// `f` on this thread's chunk buffer, `len` values long.
-fn with_chunk<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    CHUNK.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.len() < len {
-            c.resize(len, 0.0);
-        }
-        f(&mut c[..len])
-    })
 }
 
 /// The convolution of one chunk of images `xc` into `yc` (im2col or pointwise).
@@ -342,7 +345,7 @@ pub fn backward_from(
                 let dyc = &dy[i0 * g.out_len()..i1 * g.out_len()];
                 backward_chunk(g, xc, wt, dyc, part, dxc);
             }
-            OutputGrad::Chunks(make) => with_chunk((i1 - i0) * g.out_len(), |dyc| {
+            OutputGrad::Chunks(make) => with_scratch(&CHUNK, (i1 - i0) * g.out_len(), |dyc| {
                 make(i0..i1, dyc);
                 backward_chunk(g, xc, wt, dyc, part, dxc);
             }),

@@ -250,14 +250,22 @@ struct Workspace {
     pgrads: Vec<Vec<f32>>,
     /// Seconds spent per layer, forward and backward, since the engine was built.
     times: Vec<[f64; 2]>,
-    /// `span[i]`: how many of the layers after layer `i` the last forward pass ran inside it
-    /// ([`Engine::span`]: MFM with its max pooling, and a convolution with both), leaving their
-    /// inputs unwritten; the backward pass does the same.
-    span: Vec<usize>,
-    /// `inside[i]`: layer `i` ran inside an earlier layer in the last forward pass.
+    /// `inside[i]`: layer `i` ran inside an earlier layer in the last forward pass
+    /// ([`Engine::span`]: MFM with its max pooling, and a convolution with both), its input
+    /// left unwritten; the backward pass does the same ([`Workspace::span`]).
     inside: Vec<bool>,
     /// Winners of fused MFM + max pooling layers ([`ops::mfm_maxpool_forward`]), per layer.
     args: Vec<Vec<u8>>,
+}
+
+impl Workspace {
+    /// How many of the layers after layer `i` ran inside it in the last forward pass.
+    fn span(&self, i: usize) -> usize {
+        self.inside[i + 1..]
+            .iter()
+            .take_while(|inside| **inside)
+            .count()
+    }
 }
 
 /// A model compiled for the CPU engine.
@@ -522,7 +530,6 @@ impl Engine {
         engine.ws.bn = vec![BnStats::default(); n_ops];
         engine.ws.parts = (0..n_ops).map(|_| Partials::default()).collect();
         engine.ws.mids = vec![Default::default(); n_ops];
-        engine.ws.span = vec![0; n_ops];
         engine.ws.inside = vec![false; n_ops];
         engine.ws.args = vec![Vec::new(); n_ops];
         engine.ws.pgrads = engine
@@ -747,14 +754,12 @@ impl Engine {
             ..
         } = self;
         ws.times.resize(ops.len(), [0.0; 2]);
-        ws.span[..layers.start].fill(0);
         ws.inside[..layers.start].fill(false);
         let mut skip = 0;
         for (i, op) in ops.iter().enumerate().take(layers.end).skip(layers.start) {
             // A layer run inside an earlier one.
             ws.inside[i] = skip > 0;
             if skip > 0 {
-                ws.span[i] = 0;
                 skip -= 1;
                 continue;
             }
@@ -764,7 +769,6 @@ impl Engine {
             } else {
                 0
             };
-            ws.span[i] = span;
             let out = i + 1 + span;
             ws.acts[out].resize(n * sizes[out], 0.0);
             let (lo, hi) = ws.acts.split_at_mut(i + 1);
@@ -936,12 +940,13 @@ impl Engine {
             let started = std::time::Instant::now();
             let x = &ws.acts[i][..];
             let y = &ws.acts[i + 1][..];
+            let span = ws.span(i);
             let (lo, hi) = ws.grads.split_at_mut(i + 1);
-            let (dx, dy) = (&mut lo[i][..], &mut hi[ws.span[i]][..]);
+            let (dx, dy) = (&mut lo[i][..], &mut hi[span][..]);
             let dx = need_dx.then_some(dx);
             let value = |k: usize| &params[k].value[..];
             match op {
-                Op::Conv { g, w, b, .. } if ws.span[i] == 2 => {
+                Op::Conv { g, w, b, .. } if span == 2 => {
                     let Op::Mfm { pool: Some(pg), .. } = &ops[i + 1] else {
                         unreachable!("a convolution spans only MFM and its pooling")
                     };
@@ -988,7 +993,7 @@ impl Engine {
                     ops::depthwise_backward(dg, x, value(*dw), dmid, &mut ws.pgrads[*dw], dx);
                 }
                 Op::Mfm { c, pool } => match (dx, pool) {
-                    (Some(dx), Some(g)) if ws.span[i] == 1 => {
+                    (Some(dx), Some(g)) if span == 1 => {
                         ops::mfm_maxpool_backward(g, &ws.args[i], dy, dx)
                     }
                     (Some(dx), _) => ops::mfm_backward(x, *c, dy, dx),
