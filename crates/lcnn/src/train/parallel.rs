@@ -329,18 +329,39 @@ mod tests {
         scale: 1.0,
     };
 
-    /// The initial weights of `spec(with_bn)`, drawn once: tests in other threads draw from
-    /// the same device generator, so reseeding it does not give the same weights twice.
-    fn initial(with_bn: bool, seed: u64) -> Vec<crate::weights::NamedTensor> {
-        let ad = Device::flex().autodiff();
-        ad.seed(seed);
-        export(&Network::new(&spec(with_bn), &ad).unwrap())
+    /// The initial weights of `spec`: Glorot-uniform kernels drawn from `seed` by a
+    /// generator of the test's own, zero biases and BatchNorm's start values. Not the device
+    /// generator: tests in other threads draw from it too, so one seed gave other weights on
+    /// some runs, and a tolerance measured on one draw failed on another.
+    fn initial(spec: &ModelSpec, seed: u64) -> Vec<crate::weights::NamedTensor> {
+        let mut tensors = export(&Network::new(spec, &Device::flex()).unwrap());
+        let mut state = seed;
+        for t in tensors.iter_mut().filter(|t| t.name.ends_with(".weight")) {
+            // Conv kernels are [out, in, kh, kw], dense ones [in, out].
+            let (fan_in, fan_out) = match t.shape[..] {
+                [o, i, kh, kw] => (i * kh * kw, o * kh * kw),
+                [i, o] => (i, o),
+                _ => unreachable!("{}: {:?}", t.name, t.shape),
+            };
+            let limit = (6.0 / (fan_in + fan_out) as f64).sqrt();
+            for x in &mut t.data {
+                // SplitMix64: a uniform in [-limit, limit).
+                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^= z >> 31;
+                let u = (z >> 11) as f64 / (1u64 << 53) as f64;
+                *x = ((2.0 * u - 1.0) * limit) as f32;
+            }
+        }
+        tensors
     }
 
-    /// A fresh network of `spec(with_bn)` holding `weights`.
-    fn network(with_bn: bool, weights: &[crate::weights::NamedTensor]) -> Network {
+    /// A fresh network of `spec` holding `weights`.
+    fn network(spec: &ModelSpec, weights: &[crate::weights::NamedTensor]) -> Network {
         let ad = Device::flex().autodiff();
-        let model = Network::new(&spec(with_bn), &ad).unwrap();
+        let model = Network::new(spec, &ad).unwrap();
         crate::weights::import(model, weights.to_vec(), true, std::path::Path::new("test")).unwrap()
     }
 
@@ -352,7 +373,7 @@ mod tests {
         init: &[crate::weights::NamedTensor],
     ) -> Vec<crate::weights::NamedTensor> {
         let ad = Device::flex().autodiff();
-        let mut model = network(false, init);
+        let mut model = network(&spec(false), init);
         let replicas = (devices.len() > 1).then(|| Replicas::new(devices).unwrap());
         let mut optim = optimizer.init();
         for step in 0..2 {
@@ -383,7 +404,7 @@ mod tests {
         };
         for optimizer in [OptimizerConfig::adam(), sgd] {
             let cpu = Device::flex();
-            let init = initial(false, 3);
+            let init = initial(&spec(false), 3);
             let one = two_steps(std::slice::from_ref(&cpu), &optimizer, 7, &init);
             let two = two_steps(&[cpu.clone(), cpu.clone()], &optimizer, 7, &init);
             let three = two_steps(&[cpu.clone(), cpu.clone(), cpu], &optimizer, 7, &init);
@@ -414,9 +435,9 @@ mod tests {
         // One step of the two-device run on a batch of 8 equals the mean of one-device steps
         // on its halves for the moving statistics (each half's own batch statistics).
         let ad = Device::flex().autodiff();
-        let init = initial(true, 5);
+        let init = initial(&spec(true), 5);
         let stats = |devices: &[Device], lo: usize, hi: usize| {
-            let model = network(true, &init);
+            let model = network(&spec(true), &init);
             let (images, shape, labels) = batch(8);
             let per = images.len() / 8;
             let images = images[lo * per..hi * per].to_vec();
@@ -465,7 +486,7 @@ mod tests {
     fn fewer_images_than_devices_and_one_device_are_handled() {
         assert!(Replicas::new(&[Device::flex()]).is_err());
         let adam = crate::train::OptimizerConfig::adam();
-        let init = initial(false, 3);
+        let init = initial(&spec(false), 3);
         let one = two_steps(&[Device::flex()], &adam, 1, &init);
         let flex3 = [Device::flex(), Device::flex(), Device::flex()];
         let three = two_steps(&flex3, &adam, 1, &init);
@@ -510,8 +531,13 @@ mod tests {
         use crate::layers::precision::Precision;
         use crate::weights::unscale_gradients;
         let ad = Device::flex().autodiff();
-        ad.seed(11);
-        let model = Network::new(&spec(true), &ad).unwrap();
+        // A smooth network (sigmoid, not ReLU): with ReLU, pre-activations within half
+        // precision's rounding of zero switch units on or off, and the gradients of a network
+        // this small jump with them (a bias's by 3x on some draws; in f32 alone when the bias
+        // moves by 0.003), so no tolerance on rounding would hold.
+        let mut smooth = spec(true);
+        smooth.layers[0] = conv("conv1", 4, 3, Padding::Same, Activation::Sigmoid);
+        let model = network(&smooth, &initial(&smooth, 11));
         let (images, shape, labels) = batch(6);
         let x = || Tensor::<4>::from_data(TensorData::new(images.clone(), shape), &ad);
         let step = |model: &Network, scale: f64| {
@@ -520,9 +546,12 @@ mod tests {
         };
         let reference = step(&model, 1.0);
         let want = grad_values(&model, reference.grads.as_ref().unwrap());
-        // Measured: at most 1.6e-2 (f16) and 3.5e-2 (bf16) of a tensor's largest gradient, on
-        // BatchNorm's gamma over a batch of 6; a gradient left scaled is 1024 times off.
-        for (precision, tol) in [(Precision::F16, 3e-2), (Precision::Bf16, 6e-2)] {
+        // Errors are measured against the network's largest gradient, not each tensor's: the
+        // convolution's bias gradient nearly cancels under BatchNorm, so its own scale is
+        // rounding-sized. Over 60 draws of the weights the error was at most 3.8e-3 (f16) and
+        // 3.8e-2 (bf16); this draw's, 1.7e-3 and 9.5e-3. A gradient left scaled is 1024x off.
+        let largest = want.iter().flatten().fold(0f32, |m, x| m.max(x.abs()));
+        for (precision, tol) in [(Precision::F16, 1e-2), (Precision::Bf16, 8e-2)] {
             let half = model.clone().with_precision(precision);
             let out = step(&half, 1024.0);
             // The reported loss is the true one, not the scaled one.
@@ -534,10 +563,12 @@ mod tests {
             );
             let grads = unscale_gradients(&half, out.grads.unwrap(), 1024.0)
                 .expect("1024 does not overflow");
-            for (g, w) in grad_values(&half, &grads).iter().zip(&want) {
-                let scale = w.iter().fold(0f32, |m, x| m.max(x.abs()));
-                let err = g.iter().zip(w).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
-                assert!(err <= tol as f32, "{precision}: {err} (largest {scale})");
+            for (i, (g, w)) in grad_values(&half, &grads).iter().zip(&want).enumerate() {
+                let err = g.iter().zip(w).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / largest;
+                assert!(
+                    err <= tol as f32,
+                    "{precision}, tensor {i}: {err} of {largest}"
+                );
             }
         }
         // 2^30 times the loss's gradient overflows f16 (largest 65504) in the backward pass,
