@@ -244,8 +244,9 @@ struct Workspace {
     mids: Vec<(Vec<f32>, Vec<f32>)>,
     /// Batch statistics of the last training forward pass, per layer.
     bn: Vec<BnStats>,
-    /// Per-chunk partial weight gradients, per layer.
-    parts: Vec<Partials>,
+    /// Partial weight gradients (per chunk or group of images) and a transposed kernel: one
+    /// buffer that every layer's backward pass reuses in turn, sized by the largest.
+    parts: Partials,
     /// Parameter gradients.
     pgrads: Vec<Vec<f32>>,
     /// Seconds spent per layer, forward and backward, since the engine was built.
@@ -528,7 +529,6 @@ impl Engine {
             ws: Workspace::default(),
         };
         engine.ws.bn = vec![BnStats::default(); n_ops];
-        engine.ws.parts = (0..n_ops).map(|_| Partials::default()).collect();
         engine.ws.mids = vec![Default::default(); n_ops];
         engine.ws.inside = vec![false; n_ops];
         engine.ws.args = vec![Vec::new(); n_ops];
@@ -957,14 +957,14 @@ impl Engine {
                     };
                     let (dw, db) = pair_mut(&mut ws.pgrads, *w, *b);
                     let dy = conv::OutputGrad::Chunks(&make);
-                    conv::backward_from(g, x, value(*w), dy, dw, Some(db), dx, &mut ws.parts[i]);
+                    conv::backward_from(g, x, value(*w), dy, dw, Some(db), dx, &mut ws.parts);
                 }
                 Op::Conv { g, w, b, relu } => {
                     if *relu {
                         ops::relu_backward(y, dy);
                     }
                     let (dw, db) = pair_mut(&mut ws.pgrads, *w, *b);
-                    conv::backward(g, x, value(*w), dy, dw, Some(db), dx, &mut ws.parts[i]);
+                    conv::backward(g, x, value(*w), dy, dw, Some(db), dx, &mut ws.parts);
                 }
                 Op::Separable {
                     dg,
@@ -988,7 +988,7 @@ impl Engine {
                         dpw,
                         Some(dpb),
                         Some(dmid),
-                        &mut ws.parts[i],
+                        &mut ws.parts,
                     );
                     ops::depthwise_backward(dg, x, value(*dw), dmid, &mut ws.pgrads[*dw], dx);
                 }
@@ -1079,7 +1079,7 @@ impl Engine {
                         // row by row, 6x faster for VGG16's `fc1` at batch 8 (5 -> 31 GFLOP/s,
                         // `cargo bench --bench gemm_probe`), and the same bits
                         // (`gemm::tests::a_product_and_its_transpose_agree_to_the_bit`).
-                        let dxt = &mut ws.parts[i].0;
+                        let dxt = &mut ws.parts.0;
                         dxt.resize(*din * n, 0.0);
                         gemm::sgemm(
                             *din,
