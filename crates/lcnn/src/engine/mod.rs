@@ -5,14 +5,15 @@
 //! - Activations are channels-last (`[N, H, W, C]`): a convolution is one matrix multiply over
 //!   gathered patches ([`conv`], on the [`gemm`](https://docs.rs/gemm) crate's AVX-512/AVX2
 //!   kernels), a 1x1 convolution needs no gather, a wide 3x3 stride-1 convolution runs as
-//!   Winograd F(2x2, 3x3) ([`winograd`], 2.25x fewer multiplies), and Max-Feature-Map
+//!   Winograd F(4x4, 3x3) or F(2x2, 3x3) ([`winograd`], 4x or 2.25x fewer multiplies), and
+//!   Max-Feature-Map
 //!   ([Wu et al., arXiv:1511.02683](https://arxiv.org/abs/1511.02683)) compares two
 //!   contiguous halves of each pixel. LCNN's blocks (convolution, MFM, max pooling) run as one
 //!   pass where they can: MFM pools as it goes, and an im2col convolution hands each chunk of
 //!   its output to them while it is still in the core's cache, so neither the convolution's
 //!   output nor MFM's (the largest tensors of the step) is ever stored, forward or backward.
-//! - Every buffer (activations, gradients, per-chunk partial sums) is allocated once per batch
-//!   shape and reused across steps.
+//! - Every buffer (activations, gradients, the partial sums of weight gradients, one buffer
+//!   that every layer uses in turn) is allocated once per batch shape and reused across steps.
 //! - Work is split over fixed chunks of the batch and reduced in a fixed order, so a step's
 //!   result does not depend on the thread count, and a resumed run is bit-identical.
 //!

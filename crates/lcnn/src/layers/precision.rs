@@ -211,7 +211,9 @@ mod tests {
             .with_strides(2)
             .init(&device);
         let x = Tensor::<4>::random([2, 3, 8, 8], Distribution::Uniform(-1.0, 1.0), &device);
-        for (dtype, tol) in [(FloatDType::F16, 2e-3), (FloatDType::BF16, 1.5e-2)] {
+        // The device generator is shared with tests in other threads, so the draws vary from
+        // run to run: over 2,000 draws f16's error was at most 3.3e-3 (f16 rounds at 4.9e-4).
+        for (dtype, tol) in [(FloatDType::F16, 4e-3), (FloatDType::BF16, 1.5e-2)] {
             let full = conv.forward(x.clone());
             let half = conv2d_in(&conv.conv, x.clone(), Some(dtype), ConvAlgorithm::Burn);
             assert_eq!(half.dtype(), DType::from(dtype));

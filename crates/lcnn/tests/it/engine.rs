@@ -80,7 +80,7 @@ fn same_bits<'a>(
 /// uniform over Glorot's range of the kernel (a random 1-D tensor, a bias: over +-0.05);
 /// constant ones (BatchNorm's, zero biases) keep their value. The largest gradient difference
 /// against Burn is then 0.24 of the 1e-4 bound, the largest weight drift 0.42 of its bound.
-fn fixed_network(spec: &lcnn::models::ModelSpec, device: &Device, seed: u64) -> Network {
+pub(crate) fn fixed_network(spec: &lcnn::models::ModelSpec, device: &Device, seed: u64) -> Network {
     let net = Network::new(spec, device).unwrap();
     let tensors = export(&net)
         .into_iter()
@@ -618,6 +618,11 @@ fn a_trained_engine_keeps_no_state_between_steps_but_its_weights() {
 /// each equals the layer run on its own on the features before it.
 #[test]
 fn features_between_a_fused_mfm_and_its_pooling_are_the_layers_outputs() {
+    // fixed_network draws Burn's initial weights first (then replaces them): from the device
+    // generator that seeded training runs in other tests rely on.
+    let _turn = crate::train::TRAINING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     use lcnn::engine::conv::ConvGeom;
     use lcnn::engine::ops;
     let spec = ModelConfig::new(ModelName::Lcnn, Shape::Image { h: 28, w: 28, c: 1 }, 10)
@@ -670,6 +675,11 @@ fn features_between_a_fused_mfm_and_its_pooling_are_the_layers_outputs() {
 /// CIFAR-10 shape (`pool3` on 8x8, and on odd sides where `same` windows overhang).
 #[test]
 fn fused_layers_give_the_steps_of_the_layers_one_by_one() {
+    // fixed_network draws Burn's initial weights first (then replaces them): from the device
+    // generator that seeded training runs in other tests rely on.
+    let _turn = crate::train::TRAINING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     for (input, n) in [
         (Shape::Image { h: 28, w: 28, c: 1 }, 6),
         (Shape::Image { h: 30, w: 30, c: 3 }, 5),

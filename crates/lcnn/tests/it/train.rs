@@ -390,7 +390,9 @@ pub fn one_allconv_step(dir: &Path) -> (PathBuf, TrainConfig) {
     }
     .spec()
     .unwrap();
-    let network = lcnn::models::Network::new(&spec, &Device::flex()).unwrap();
+    // Weights of the test's own (not the device generator's, which other tests' runs draw
+    // from too): with Burn's draws the biases' step missed the 2e-4 bound on about 1% of runs.
+    let network = crate::engine::fixed_network(&spec, &Device::flex(), 7);
     safetensors::save(&init, &export(&network), Default::default()).unwrap();
     let config = TrainConfig {
         model: lcnn::models::ModelName::AllConv,
@@ -413,8 +415,9 @@ fn gemm_convolutions_take_burns_step_and_are_refused_by_the_native_engine() {
     // One All-CNN-C step (3x3 same, 3x3 stride 2, 3x3 valid, 1x1) with `--conv gemm` against
     // Burn's convolutions: the same step to f32 rounding (measured: the kernels' steps equal,
     // as the backward is Burn's own and the forward rounds alike here; the biases', summed by
-    // a broadcast add's gradient instead, within 3.3e-5; a wrong tap, stride or a gradient
-    // lost or counted twice is off by the whole step).
+    // a broadcast add's gradient instead, within 4.6e-6 on these weights, and past the bound on
+    // about 1% of Burn's random draws, which is why the weights are fixed; a wrong tap, stride
+    // or a gradient lost or counted twice is off by the whole step).
     let (init, one_step) = one_allconv_step(dir);
     fit(&one_step, &opts(&dir.join("burn"), false)).unwrap();
     let gemm = TrainConfig {
