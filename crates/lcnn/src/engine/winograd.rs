@@ -20,10 +20,12 @@
 //! Used where it pays ([`eligible`]): both channel counts at least 32 and an output at least
 //! 8x8, as in All-CNN-C, VGG16 and LCNN's `conv2` (and `conv3` on CIFAR-10's 8x8 maps; on
 //! MNIST's 7x7 it keeps the im2col path, as do the 4x4 layers and the 5x5 `conv1`). F(4x4)
-//! serves layers with at least 64 channels on both sides (All-CNN-C's and VGG16's), where the
-//! multiplies dominate; F(2x2), whose transforms are only additions, the narrower ones
-//! (LCNN's). The rounding differs from a direct sum (tested against the f64 definition);
-//! work is split over fixed chunks of images, so results do not depend on the thread count.
+//! serves layers with at least 64 channels on both sides and outputs of 16x16 or more
+//! (All-CNN-C's, VGG16's blocks 1-4, LightCNN-9's `conv3` to `conv5`), where the multiplies
+//! dominate; F(2x2), whose transforms are only additions, the narrower or smaller ones
+//! (LCNN's, VGG16's 9x9 `block5`). The rounding differs from a direct sum (tested against the
+//! f64 definition); work is split over fixed chunks of images, so results do not depend on the
+//! thread count.
 
 use std::cell::RefCell;
 
