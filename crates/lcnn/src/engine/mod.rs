@@ -1411,7 +1411,6 @@ impl Engine {
     }
 }
 
-/// Whether a Burn layer's parameters are frozen (do not require gradients).
 /// Whether `layer`'s parameters are frozen (do not require gradients); `false` for layers
 /// without any.
 pub(crate) fn layer_is_frozen(layer: &crate::models::Layer) -> bool {

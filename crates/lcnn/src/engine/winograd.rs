@@ -66,28 +66,14 @@ struct Plan {
     at: &'static [f32],
 }
 
-/// F(2x2, 3x3): 16 products for 4 outputs (2.25x fewer than 36 multiplies), points 0, 1, -1.
+/// F(2x2, 3x3): 16 products for 4 outputs (2.25x fewer than 36 multiplies). Its transforms
+/// are only additions and run written out (the `*_f2` functions, which every step of a plan
+/// turns to when `m` is 2), so it needs no tables.
 const F2: Plan = Plan {
     m: 2,
-    #[rustfmt::skip]
-    bt: &[
-        1.0, 0.0, -1.0, 0.0,
-        0.0, 1.0, 1.0, 0.0,
-        0.0, -1.0, 1.0, 0.0,
-        0.0, 1.0, 0.0, -1.0,
-    ],
-    #[rustfmt::skip]
-    g: &[
-        1.0, 0.0, 0.0,
-        0.5, 0.5, 0.5,
-        0.5, -0.5, 0.5,
-        0.0, 0.0, 1.0,
-    ],
-    #[rustfmt::skip]
-    at: &[
-        1.0, 1.0, 1.0, 0.0,
-        0.0, 1.0, -1.0, -1.0,
-    ],
+    bt: &[],
+    g: &[],
+    at: &[],
 };
 
 /// F(4x4, 3x3): 36 products for 16 outputs (4x fewer than 144 multiplies), points 0, 1, -1,
@@ -688,7 +674,7 @@ fn output_gradient_tile_f2(
 ) {
     let cout = g.cout;
     let nb = dm.len() / (16 * cout);
-    let (img, oy0, ox0) = tile_origin_f2(g, tile);
+    let (img, oy0, ox0) = F2.tile_origin(g, tile);
     let dyi = &dyc[img * g.out_len()..][..g.out_len()];
     // Pixels beyond the output's edges (of an edge tile) contribute nothing.
     let pixel = |r: usize, c: usize| -> &[f32] {
@@ -716,13 +702,6 @@ fn output_gradient_tile_f2(
         sub(&mut dm[at(2)..][..cout], q0, q1);
         sub(&mut dm[at(3)..][..cout], zeros, q1);
     }
-}
-
-/// The image and the top-left output pixel of tile `tile` (counted from a chunk's first image).
-fn tile_origin_f2(g: &ConvGeom, tile: usize) -> (usize, usize, usize) {
-    let (th, tw) = (g.oh.div_ceil(2), g.ow.div_ceil(2));
-    let (img, p) = (tile / (th * tw), tile % (th * tw));
-    (img, 2 * (p / tw), 2 * (p % tw))
 }
 
 /// `U[e] = (G g G^T)[e]` for every channel pair, `G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]`.
@@ -792,7 +771,7 @@ fn input_tile_f2(
 ) {
     let cin = g.cin;
     let nb = v.len() / (16 * cin);
-    let (img, oy, ox) = tile_origin_f2(g, tile);
+    let (img, oy, ox) = F2.tile_origin(g, tile);
     let (y0, x0) = (
         oy as isize - g.pad_top as isize,
         ox as isize - g.pad_left as isize,
@@ -839,7 +818,7 @@ fn output_tile_f2(
     let cout = g.cout;
     let nb = m.len() / (16 * cout);
     let me = |e: usize| &m[(e * nb + i) * cout..][..cout];
-    let (img, oy0, ox0) = tile_origin_f2(g, tile);
+    let (img, oy0, ox0) = F2.tile_origin(g, tile);
     // Rows: s = A^T M (2x4), row r at s[4r + c].
     for c in 0..4 {
         let (m0, m1, m2, m3) = (me(c), me(4 + c), me(8 + c), me(12 + c));
