@@ -10,6 +10,7 @@ use lcnn::data::{load, resolve_data_dir, AugmentConfig, DatasetSpec, LoadOptions
 use lcnn::device::{parse_device, Device};
 use lcnn::layers::im2col::ConvAlgorithm;
 use lcnn::layers::precision::Precision;
+use lcnn::layers::KernelInitializer;
 use lcnn::models::ModelName;
 use lcnn::train::{
     evaluate, fit, predict_files, FitOptions, LoadedRun, LossTerms, LrSchedule, OptimizerConfig,
@@ -197,6 +198,9 @@ pub struct TrainArgs {
     /// Every Dropout layer's rate instead of the zoo model's own (LCNN's is the seeds' 0.75).
     #[arg(long, help_heading = MODEL)]
     dropout: Option<f64>,
+    /// How fresh conv and dense kernels are drawn (Keras' kernel_initializer): glorot_uniform (Keras' default), glorot_normal, he_uniform or he_normal (for deep ReLU nets without BatchNorm, such as allconv).
+    #[arg(long, help_heading = MODEL, default_value = "glorot_uniform")]
+    kernel_initializer: String,
     /// Leave out the zoo model's classifier (Keras include_top=False); needs --head.
     #[arg(long, help_heading = MODEL)]
     no_top: bool,
@@ -495,6 +499,10 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
         init_weights: args.weights.clone(),
         include_top: !args.no_top,
         dropout: args.dropout,
+        kernel_initializer: args
+            .kernel_initializer
+            .parse::<KernelInitializer>()
+            .map_err(anyhow::Error::msg)?,
         head: args.head.clone(),
         base: args.base.clone(),
         base_until: args.base_until.clone(),

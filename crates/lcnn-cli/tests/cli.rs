@@ -122,6 +122,10 @@ fn bad_arguments_exit_2_with_one_line() {
             &["train", "--optimizer", "adagrad", "--epochs", "1"][..],
             "unknown optimizer `adagrad`",
         ),
+        (
+            &["train", "--kernel-initializer", "kaiming", "--epochs", "1"][..],
+            "unknown kernel initializer `kaiming`: expected one of glorot_uniform",
+        ),
         (&["eval", "--run", "/nonexistent/run"][..], "config.json"),
         (
             &[

@@ -431,17 +431,7 @@ fn output_gradient_tile(
     }
     let (cout, a, m) = (g.cout, plan.a(), plan.m);
     let nb = dm.len() / (plan.elems() * cout);
-    let (img, oy0, ox0) = plan.tile_origin(g, tile);
-    let dyi = &dyc[img * g.out_len()..][..g.out_len()];
-    // Pixels beyond the output's edges (of an edge tile) contribute nothing.
-    let pixel = |r: usize, c: usize| -> &[f32] {
-        let (oy, ox) = (oy0 + r, ox0 + c);
-        if oy < g.oh && ox < g.ow {
-            &dyi[(oy * g.ow + ox) * cout..][..cout]
-        } else {
-            zeros
-        }
-    };
+    let pixel = block_pixels(plan, g, dyc, tile, zeros);
     // Rows: q = A dy (a x m), `A = AT^T`.
     for c in 0..m {
         for r in 0..a {
@@ -456,6 +446,28 @@ fn output_gradient_tile(
             combine(out, (0..m).map(|k| plan.at[k * a + c]), |k| {
                 &q[(r * m + k) * cout..][..cout]
             });
+        }
+    }
+}
+
+/// Pixel `(r, c)` of tile `tile`'s output block in `dyc` (its `cout` channels), or `zeros`
+/// beyond the output's edges: an edge tile's pixels there contribute nothing.
+fn block_pixels<'a>(
+    plan: &Plan,
+    g: &ConvGeom,
+    dyc: &'a [f32],
+    tile: usize,
+    zeros: &'a [f32],
+) -> impl Fn(usize, usize) -> &'a [f32] {
+    let (img, oy0, ox0) = plan.tile_origin(g, tile);
+    let (oh, ow, cout) = (g.oh, g.ow, g.cout);
+    let dyi = &dyc[img * g.out_len()..][..g.out_len()];
+    move |r, c| {
+        let (oy, ox) = (oy0 + r, ox0 + c);
+        if oy < oh && ox < ow {
+            &dyi[(oy * ow + ox) * cout..][..cout]
+        } else {
+            zeros
         }
     }
 }
@@ -674,17 +686,7 @@ fn output_gradient_tile_f2(
 ) {
     let cout = g.cout;
     let nb = dm.len() / (16 * cout);
-    let (img, oy0, ox0) = F2.tile_origin(g, tile);
-    let dyi = &dyc[img * g.out_len()..][..g.out_len()];
-    // Pixels beyond the output's edges (of an edge tile) contribute nothing.
-    let pixel = |r: usize, c: usize| -> &[f32] {
-        let (oy, ox) = (oy0 + r, ox0 + c);
-        if oy < g.oh && ox < g.ow {
-            &dyi[(oy * g.ow + ox) * cout..][..cout]
-        } else {
-            zeros
-        }
-    };
+    let pixel = block_pixels(&F2, g, dyc, tile, zeros);
     // Rows: q = A dy (4x2), row a at q[2a + c].
     for c in 0..2 {
         let (d0, d1) = (pixel(0, c), pixel(1, c));

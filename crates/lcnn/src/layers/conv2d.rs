@@ -1,5 +1,5 @@
-//! Keras `Conv2D`: a 2-D convolution with glorot-uniform kernel, zero bias, `same`/`valid`
-//! padding. The kernel is stored Burn/PyTorch style `[filters, in_channels, kh, kw]`
+//! Keras `Conv2D`: a 2-D convolution with `same`/`valid` padding, its kernel drawn by
+//! `kernel_initializer` (Keras' `glorot_uniform` unless chosen) and a zero bias. The kernel is stored Burn/PyTorch style `[filters, in_channels, kh, kw]`
 //! (Keras stores `[kh, kw, in, filters]`; the weight importers transpose).
 
 use burn::config::Config;
@@ -9,6 +9,7 @@ use burn::nn::Initializer;
 use burn::tensor::{Device, FloatDType, Tensor};
 
 use super::im2col::ConvAlgorithm;
+use super::initializer::KernelInitializer;
 use super::precision::conv2d_in;
 use super::Padding;
 
@@ -30,6 +31,9 @@ pub struct Conv2dConfig {
     /// Keras `use_bias` (default true).
     #[config(default = true)]
     pub use_bias: bool,
+    /// Keras `kernel_initializer` (default `glorot_uniform`).
+    #[config(default = "KernelInitializer::GlorotUniform")]
+    pub kernel_initializer: KernelInitializer,
 }
 
 /// A 2-D convolution with Keras semantics.
@@ -40,14 +44,14 @@ pub struct Conv2d {
 }
 
 impl Conv2dConfig {
-    /// Creates the layer with Keras' initializers (glorot uniform kernel, zero bias).
+    /// Creates the layer: the kernel drawn by `kernel_initializer`, a zero bias.
     pub fn init(&self, device: &Device) -> Conv2d {
         let k = self.kernel_size;
         let mut conv = BurnConv2dConfig::new([self.in_channels, self.filters], [k, k])
             .with_stride([self.strides, self.strides])
             .with_padding(self.padding.to_burn())
             .with_bias(self.use_bias)
-            .with_initializer(Initializer::XavierUniform { gain: 1.0 })
+            .with_initializer(self.kernel_initializer.burn())
             .init(device);
         if self.use_bias {
             conv.bias = Some(Initializer::Zeros.init([self.filters], device));

@@ -1,11 +1,12 @@
-//! Keras `Dense`: `y = x W + b` with a glorot-uniform kernel `[in, units]` (the same layout as
-//! Keras' kernel) and a zero bias.
+//! Keras `Dense`: `y = x W + b` with a kernel `[in, units]` (the same layout as Keras'
+//! kernel) drawn by `kernel_initializer` (`glorot_uniform` unless chosen), and a zero bias.
 
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Device, FloatDType, Tensor};
 
+use super::initializer::KernelInitializer;
 use super::precision::linear_in;
 
 /// Configuration of a [`Dense`] layer.
@@ -18,6 +19,9 @@ pub struct DenseConfig {
     /// Keras `use_bias` (default true).
     #[config(default = true)]
     pub use_bias: bool,
+    /// Keras `kernel_initializer` (default `glorot_uniform`).
+    #[config(default = "KernelInitializer::GlorotUniform")]
+    pub kernel_initializer: KernelInitializer,
 }
 
 /// A fully connected layer.
@@ -28,11 +32,11 @@ pub struct Dense {
 }
 
 impl DenseConfig {
-    /// Creates the layer with Keras' initializers.
+    /// Creates the layer: the kernel drawn by `kernel_initializer`, a zero bias.
     pub fn init(&self, device: &Device) -> Dense {
         let mut linear = LinearConfig::new(self.in_features, self.units)
             .with_bias(self.use_bias)
-            .with_initializer(Initializer::XavierUniform { gain: 1.0 })
+            .with_initializer(self.kernel_initializer.burn())
             .init(device);
         if self.use_bias {
             linear.bias = Some(Initializer::Zeros.init([self.units], device));

@@ -4,7 +4,7 @@
 //! - [`mfm`]: Max-Feature-Map, the activation of LCNN
 //!   ([Wu et al., "A Light CNN for Deep Face Representation with Noisy Labels"](https://arxiv.org/abs/1511.02683)).
 //! - [`conv2d`], [`separable_conv2d`], [`dense`]: Keras' `Conv2D`, `SeparableConv2D`, `Dense`
-//!   (glorot-uniform kernels, zero biases).
+//!   (zero biases; kernels by [`initializer`], Keras' `glorot_uniform` unless chosen).
 //! - [`batch_norm`]: Keras' `BatchNormalization` (momentum 0.99, epsilon 1e-3).
 //! - [`pool`]: max pooling and global average pooling.
 //! - [`padding`]: Keras' `same` / `valid` padding (TensorFlow's asymmetric `same`).
@@ -21,6 +21,7 @@ pub mod conv_grads;
 pub mod dense;
 pub mod features;
 pub mod im2col;
+pub mod initializer;
 pub mod mfm;
 pub mod padding;
 pub mod pool;
@@ -32,6 +33,7 @@ pub use batch_norm::{BatchNormalization, BatchNormalizationConfig};
 pub use conv2d::{Conv2d, Conv2dConfig};
 pub use dense::{Dense, DenseConfig};
 pub use features::Features;
+pub use initializer::KernelInitializer;
 pub use mfm::{max_feature_map, MaxFeatureMap};
 pub use padding::Padding;
 pub use pool::{AveragePooling2d, GlobalAveragePooling2d, MaxPooling2d, MaxPooling2dConfig};

@@ -8,8 +8,8 @@ use burn::tensor::{Device, FloatDType, Tensor};
 
 use crate::layers::{
     Activation, AveragePooling2d, BatchNormalization, BatchNormalizationConfig, Conv2d,
-    Conv2dConfig, Dense, DenseConfig, Features, GlobalAveragePooling2d, MaxFeatureMap,
-    MaxPooling2d, MaxPooling2dConfig, SeparableConv2d, SeparableConv2dConfig,
+    Conv2dConfig, Dense, DenseConfig, Features, GlobalAveragePooling2d, KernelInitializer,
+    MaxFeatureMap, MaxPooling2d, MaxPooling2dConfig, SeparableConv2d, SeparableConv2dConfig,
 };
 
 use crate::layers::im2col::ConvAlgorithm;
@@ -148,8 +148,18 @@ pub struct Network {
 }
 
 impl Network {
-    /// Builds the network with Keras' initializers; checks the spec first.
+    /// Builds the network with Keras' default initializers; checks the spec first.
     pub fn new(spec: &ModelSpec, device: &Device) -> Result<Self, ModelError> {
+        Self::with_initializer(spec, device, KernelInitializer::default())
+    }
+
+    /// [`Network::new`] with every convolution and dense kernel drawn by `kernel_initializer`
+    /// (Keras' `kernel_initializer=` on each layer; biases start at zero).
+    pub fn with_initializer(
+        spec: &ModelSpec,
+        device: &Device,
+        kernel_initializer: KernelInitializer,
+    ) -> Result<Self, ModelError> {
         let resolved = spec.resolve()?;
         let last = resolved.len().saturating_sub(1);
         let mut output_activation = Activation::Linear;
@@ -181,6 +191,7 @@ impl Network {
                         conv: Conv2dConfig::new(in_c, *filters, *kernel)
                             .with_strides(*strides)
                             .with_padding(*padding)
+                            .with_kernel_initializer(kernel_initializer)
                             .init(device),
                         activation,
                     })
@@ -196,6 +207,7 @@ impl Network {
                     Layer::SeparableConv2d(SeparableBlock {
                         conv: SeparableConv2dConfig::new(in_c, *filters, *kernel)
                             .with_padding(*padding)
+                            .with_kernel_initializer(kernel_initializer)
                             .init(device),
                         activation,
                     })
@@ -236,7 +248,9 @@ impl Network {
                     output_activation = out;
                     let in_features = r.input.numel();
                     Layer::Dense(DenseBlock {
-                        dense: DenseConfig::new(in_features, *units).init(device),
+                        dense: DenseConfig::new(in_features, *units)
+                            .with_kernel_initializer(kernel_initializer)
+                            .init(device),
                         activation,
                     })
                 }
@@ -349,9 +363,38 @@ fn batch_norm_momentum(layer: &Layer) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::initializer::tests::values;
     use crate::models::{ModelConfig, ModelName};
     use burn::module::Module;
     use burn::tensor::{DType, Distribution};
+
+    /// `--kernel-initializer` reaches every kernel: All-CNN-C's 3x3 96 -> 96 `conv2` (fans 864
+    /// and 864) has variance `2 / 864` with He, twice Glorot's `2 / 1728`, and its 1x1
+    /// `conv8` (fans 192 and 192) likewise; biases stay zero.
+    #[test]
+    fn the_kernel_initializer_reaches_every_kernel() {
+        let spec = ModelConfig::new(ModelName::AllConv, Shape::Image { h: 32, w: 32, c: 3 }, 10)
+            .spec()
+            .unwrap();
+        let variance = |net: &Network, name: &str| -> f64 {
+            let i = spec.index_of(name).unwrap();
+            let Layer::Conv2d(block) = &net.layers[i] else {
+                panic!("{name} is not a Conv2D")
+            };
+            let bias = values(block.conv.conv.bias.as_ref().unwrap().val());
+            assert!(bias.iter().all(|&b| b == 0.0), "{name}.bias");
+            let w = values(block.conv.conv.weight.val());
+            w.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / w.len() as f64
+        };
+        let device = Device::flex();
+        let glorot = Network::new(&spec, &device).unwrap();
+        let he = Network::with_initializer(&spec, &device, KernelInitializer::HeUniform).unwrap();
+        for (name, fan) in [("conv2", 864.0), ("conv8", 192.0)] {
+            let (g, h) = (variance(&glorot, name), variance(&he, name));
+            assert!((g * fan - 1.0).abs() < 0.1, "{name}: glorot {g}");
+            assert!((h * fan / 2.0 - 1.0).abs() < 0.1, "{name}: he {h}");
+        }
+    }
 
     #[test]
     fn lcnn_in_mixed_precision_gives_f32_logits_close_to_f32_and_keeps_f32_statistics() {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::callbacks::{EarlyStoppingConfig, ModelCheckpointConfig, ReduceLrOnPlateauConfig};
 use crate::data::AugmentConfig;
+use crate::layers::KernelInitializer;
 use crate::models::ModelName;
 
 use super::loss::Regularization;
@@ -65,6 +66,11 @@ pub struct TrainConfig {
     /// own, LCNN's 0.75).
     #[serde(default)]
     pub dropout: Option<f64>,
+    /// How fresh convolution and dense kernels are drawn (`--kernel-initializer`, Keras'
+    /// `kernel_initializer`; default `glorot_uniform`, Keras' own). Weights loaded from a
+    /// base, `--weights` or a resume point are not redrawn.
+    #[serde(default)]
+    pub kernel_initializer: KernelInitializer,
     /// Layers between the base and a new classifier (`--head flatten,dense:256:relu`).
     #[serde(default)]
     pub head: Option<String>,
@@ -246,6 +252,7 @@ impl Default for TrainConfig {
             init_weights: None,
             include_top: true,
             dropout: None,
+            kernel_initializer: KernelInitializer::default(),
             head: None,
             base: None,
             base_until: None,

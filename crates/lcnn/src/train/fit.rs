@@ -557,7 +557,7 @@ impl<'a> Session<'a> {
         let built = build_model(config, data.preprocess.input, data.classes)?;
         let model_config = built.config;
         let spec = model_config.spec()?;
-        let mut model = Network::new(&spec, &ad)?;
+        let mut model = Network::with_initializer(&spec, &ad, config.kernel_initializer)?;
         if let Some((path, tensors)) = built.base_weights {
             model = import_present(model, tensors, &path)?;
         }
