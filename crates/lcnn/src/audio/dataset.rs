@@ -142,8 +142,12 @@ fn index_files(root: &Path) -> Result<HashMap<String, PathBuf>, DataError> {
         .collect())
 }
 
+/// The keys of an ASVspoof protocol's last column.
+const PROTOCOL_KEYS: [&str; 2] = ["bonafide", "spoof"];
+
 /// An ASVspoof 2019 protocol: `SPEAKER UTT_ID - SYSTEM_ID KEY` (LA) or with more columns (PA);
-/// the utterance is the second column, the class the last (`bonafide` / `spoof`). Classes are
+/// the utterance is the second column, the class the last (`bonafide` / `spoof`; another key,
+/// or an utterance listed twice, is an error naming the line). Classes are
 /// sorted names, or `classes` (the training split's) for a test protocol.
 fn read_protocol(
     path: &Path,
@@ -153,6 +157,7 @@ fn read_protocol(
 ) -> Result<FileList, DataError> {
     let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
     let mut rows = Vec::new();
+    let mut seen = HashMap::new();
     for (n, line) in text.lines().enumerate() {
         let cols: Vec<&str> = line.split_whitespace().collect();
         if cols.is_empty() {
@@ -169,11 +174,28 @@ fn read_protocol(
             });
         }
         let (utt, key) = (cols[1], cols[cols.len() - 1]);
-        let file = index.get(utt).ok_or_else(|| DataError::Protocol {
+        let error = |reason: String| DataError::Protocol {
             path: path.to_path_buf(),
             line: n + 1,
-            reason: format!("no file {utt}.flac or {utt}.wav under {}", root.display()),
+            reason,
+        };
+        if !PROTOCOL_KEYS.contains(&key) {
+            return Err(error(format!(
+                "key `{key}`; expected {}",
+                PROTOCOL_KEYS.join(" or ")
+            )));
+        }
+        let file = index.get(utt).ok_or_else(|| {
+            error(format!(
+                "no file {utt}.flac or {utt}.wav under {}",
+                root.display()
+            ))
         })?;
+        if let Some(first) = seen.insert(utt, n + 1) {
+            return Err(error(format!(
+                "utterance {utt} listed again (first on line {first})"
+            )));
+        }
         rows.push((file.clone(), key.to_string(), n + 1));
     }
     let classes: Vec<String> = match classes {

@@ -43,9 +43,62 @@ fn bad(path: &Path, reason: impl std::fmt::Display) -> DataError {
     }
 }
 
+/// Sample rates read (Hz): telephone audio's 8 kHz down to 1 kHz, studio audio's 768 kHz up.
+/// Outside them a header is taken as corrupt (a rate of 1 Hz or 4 GHz would make the resampler
+/// ask for gigabytes).
+pub const SAMPLE_RATES: std::ops::RangeInclusive<u32> = 1_000..=768_000;
+
+/// The sample rate of a WAV file's `fmt ` chunk, or `None` when `head` (the file's first
+/// bytes) is not a RIFF/WAVE header holding one.
+fn wav_sample_rate(head: &[u8]) -> Option<u32> {
+    if head.len() < 12 || &head[..4] != b"RIFF" || &head[8..12] != b"WAVE" {
+        return None;
+    }
+    let mut at = 12;
+    while at + 8 <= head.len() {
+        let id = &head[at..at + 4];
+        let len = u32::from_le_bytes(head[at + 4..at + 8].try_into().ok()?) as usize;
+        if id == b"fmt " {
+            let rate = head.get(at + 12..at + 16)?;
+            return Some(u32::from_le_bytes(rate.try_into().ok()?));
+        }
+        at = at.checked_add(8 + len + (len & 1))?;
+    }
+    None
+}
+
+/// An error naming `path` unless `rate` is in [`SAMPLE_RATES`].
+fn check_rate(path: &Path, rate: u32) -> Result<(), DataError> {
+    if SAMPLE_RATES.contains(&rate) {
+        Ok(())
+    } else {
+        Err(bad(
+            path,
+            format!(
+                "sample rate {rate} Hz in the header; expected {} to {} Hz",
+                SAMPLE_RATES.start(),
+                SAMPLE_RATES.end()
+            ),
+        ))
+    }
+}
+
 /// Decodes a WAV or FLAC file to mono. A file that cannot be opened, is not WAV/FLAC, is
-/// truncated or holds no samples is an error naming it.
+/// truncated, holds no samples or has a sample rate outside [`SAMPLE_RATES`] is an error
+/// naming it.
 pub fn read(path: &Path) -> Result<Audio, DataError> {
+    // Symphonia panics on a WAV header whose rate is 0: read the rate first.
+    let mut head = Vec::with_capacity(4096);
+    {
+        use std::io::Read;
+        let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+        file.take(4096)
+            .read_to_end(&mut head)
+            .map_err(|e| DataError::io(path, e))?;
+    }
+    if let Some(rate) = wav_sample_rate(&head) {
+        check_rate(path, rate)?;
+    }
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let stream = MediaSourceStream::new(Box::new(file), Default::default());
     let mut hint = Hint::new();
@@ -71,6 +124,7 @@ pub fn read(path: &Path) -> Result<Audio, DataError> {
         .codec_params
         .sample_rate
         .ok_or_else(|| bad(path, "no sample rate in the header"))?;
+    check_rate(path, sample_rate)?;
     let mut decoder = symphonia::default::get_codecs()
         .make(&track.codec_params, &DecoderOptions::default())
         .map_err(|e| bad(path, format!("unsupported codec ({e})")))?;
@@ -129,18 +183,13 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, String>
     let mut pos = 0;
     while out.len() < want + delay {
         let need = r.input_frames_next();
-        let end = (pos + need).min(samples.len());
-        let block = if pos < samples.len() {
-            &samples[pos..end]
-        } else {
-            &[][..]
-        };
-        let produced = if block.len() == need {
-            r.process(&[block], None)
-        } else {
-            r.process_partial(Some(&[block]), None)
-        }
-        .map_err(|e| format!("resampling failed: {e}"))?;
+        let end = (pos + need).min(samples.len()).max(pos);
+        // Past the end, zeros (rubato's `process_partial` refuses an empty block).
+        let mut block = samples[pos.min(samples.len())..end].to_vec();
+        block.resize(need, 0.0);
+        let produced = r
+            .process(&[block], None)
+            .map_err(|e| format!("resampling failed: {e}"))?;
         out.extend_from_slice(&produced[0]);
         pos = end;
     }

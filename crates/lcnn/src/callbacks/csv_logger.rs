@@ -71,6 +71,24 @@ impl CsvLogger {
             Err(source) => return Err(CallbackError::Read { path, source }),
         };
         rows.retain(|r| r.epoch < initial_epoch);
+        // Each epoch's row is written before its resume point, so a file short of rows was
+        // edited: rewriting it would lose what is left; a missing file loses nothing more.
+        let present: std::collections::BTreeSet<usize> = rows.iter().map(|r| r.epoch).collect();
+        if path.exists() && present.len() < initial_epoch {
+            let missing = (0..initial_epoch)
+                .find(|e| !present.contains(e))
+                .unwrap_or(0);
+            return Err(CallbackError::Resume {
+                path,
+                reason: format!(
+                    "holds {} of the {initial_epoch} finished epochs' rows (epoch {} is \
+                     missing); restore the file, or remove it to resume without the \
+                     earlier rows",
+                    present.len(),
+                    missing + 1
+                ),
+            });
+        }
         let logger = Self { path, rows };
         logger.write()?;
         Ok(logger)
@@ -340,6 +358,24 @@ mod tests {
         let r = CsvLogger::resume(dir.file(), 0).unwrap();
         assert!(r.rows().is_empty());
         assert!(read_history(&dir.file()).unwrap().is_empty());
+    }
+
+    /// A file short of the finished epochs' rows (edited, or cut) is refused and left as it
+    /// is: rewriting it would drop what it still holds.
+    #[test]
+    fn resume_refuses_a_file_short_of_the_finished_epochs() {
+        let dir = TestDir::new("resume-short");
+        let mut logger = CsvLogger::create(dir.file()).unwrap();
+        for e in [0, 2] {
+            logger.on_epoch_end(e, &epoch_logs(e)).unwrap();
+        }
+        let before = std::fs::read(dir.file()).unwrap();
+        let e = CsvLogger::resume(dir.file(), 3).unwrap_err().to_string();
+        assert!(
+            e.contains("holds 2 of the 3 finished epochs' rows (epoch 2 is missing)"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(dir.file()).unwrap(), before);
     }
 
     #[test]

@@ -52,6 +52,15 @@ pub enum CallbackError {
         source: std::io::Error,
     },
 
+    /// A run's file does not fit the run's resume point.
+    #[error("{}: {reason}", path.display())]
+    Resume {
+        /// The file.
+        path: PathBuf,
+        /// What does not fit, and what to do.
+        reason: String,
+    },
+
     /// A file was read but its content is malformed.
     #[error("{}:{line}: column `{column}`: {reason}", path.display())]
     Parse {

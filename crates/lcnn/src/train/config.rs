@@ -175,11 +175,16 @@ impl TrainConfig {
         })
     }
 
+    /// Whether the run trains on audio (`audio:DIR`): its inputs are the features of WAV / FLAC
+    /// files.
+    pub fn is_audio(&self) -> bool {
+        self.dataset.trim_start().starts_with("audio:")
+    }
+
     /// The class whose EER is measured: for a two-class audio dataset, `bonafide` (ASVspoof's
     /// positive class) when there is one, else the first class; `None` otherwise.
     pub fn eer_class(&self, classes: &[String]) -> Option<usize> {
-        let audio = self.dataset.trim_start().starts_with("audio:");
-        (audio && classes.len() == 2)
+        (self.is_audio() && classes.len() == 2)
             .then(|| classes.iter().position(|c| c == "bonafide").unwrap_or(0))
     }
 

@@ -264,7 +264,13 @@ pub fn predict_files(
     let audio = &run.config.audio.features;
     for file in files {
         let name = file.to_string_lossy();
-        let pixels = if crate::audio::has_audio_extension(&name) {
+        let is_audio = crate::audio::has_audio_extension(&name);
+        if run.config.is_audio() && !is_audio {
+            return Err(TrainError::Config(format!(
+                "{name}: this run was trained on audio; expected a WAV or FLAC file (.wav, .flac)"
+            )));
+        }
+        let pixels = if is_audio {
             // An utterance: the run's features, as in training.
             if audio.shape() != (h, w, c) {
                 return Err(TrainError::Config(format!(

@@ -1161,6 +1161,15 @@ fn read_resume_point(files: &RunFiles, model: Network) -> Result<ResumePoint, Tr
             .ok_or_else(|| bad("no loop state".into()))?,
     )
     .map_err(|e| bad(format!("loop state: {e}")))?;
+    let state: LoopState = state;
+    if let Some(lr) = state
+        .learning_rate
+        .filter(|lr| !(lr.is_finite() && *lr > 0.0))
+    {
+        return Err(bad(format!(
+            "loop state: learning_rate {lr}; expected a positive finite rate"
+        )));
+    }
     let strip = |prefix: &str, tensors: Vec<NamedTensor>| -> Vec<NamedTensor> {
         tensors
             .into_iter()

@@ -111,6 +111,62 @@ pub struct Preprocess {
 }
 
 impl Preprocess {
+    /// Checks the preprocessing against the model it feeds: a positive finite `rescale`, one
+    /// finite mean and one positive finite std per input channel, the model's input, and one
+    /// class name per output (two for one sigmoid unit).
+    pub fn check(&self, model: &ModelConfig) -> Result<(), String> {
+        if !(self.rescale.is_finite() && self.rescale > 0.0) {
+            return Err(format!(
+                "rescale {}; expected a positive finite multiplier",
+                self.rescale
+            ));
+        }
+        if self.input != model.input {
+            return Err(format!(
+                "input {:?}, but the model takes {:?}",
+                self.input, model.input
+            ));
+        }
+        let channels = match self.input {
+            Shape::Image { c, .. } => c,
+            Shape::Flat(_) => 1,
+        };
+        for (name, values, positive) in [("mean", &self.mean, false), ("std", &self.std, true)] {
+            let Some(values) = values else { continue };
+            if values.len() != channels {
+                return Err(format!(
+                    "{name} has {} values; expected one per input channel ({channels})",
+                    values.len()
+                ));
+            }
+            if let Some(v) = values
+                .iter()
+                .find(|v| !v.is_finite() || (positive && **v <= 0.0))
+            {
+                let what = if positive {
+                    "positive finite"
+                } else {
+                    "finite"
+                };
+                return Err(format!("{name} holds {v}; expected {what} values"));
+            }
+        }
+        let outputs = model.classes.max(2);
+        if !self.classes.is_empty() && self.classes.len() != outputs {
+            return Err(format!(
+                "{} class names for a model with {} output{}",
+                self.classes.len(),
+                model.classes,
+                if model.classes == 1 {
+                    " (one sigmoid unit: two names)"
+                } else {
+                    "s"
+                }
+            ));
+        }
+        Ok(())
+    }
+
     /// The augmenter that applies only this preprocessing (no random transform).
     pub fn augmenter(&self) -> Augmenter {
         let mut a = Augmenter::rescale_only(self.rescale);
@@ -304,7 +360,15 @@ impl LoadedRun {
                 file: path.clone(),
                 reason: format!("metadata `preprocess`: {e}"),
             })?;
-        let network = Network::new(&model.spec()?, device)?;
+        let spec = model.spec().map_err(|e| TrainError::Run {
+            file: path.clone(),
+            reason: format!("metadata `model`: {e}"),
+        })?;
+        preprocess.check(&model).map_err(|e| TrainError::Run {
+            file: path.clone(),
+            reason: format!("metadata `preprocess`: {e}"),
+        })?;
+        let network = Network::new(&spec, device)?;
         let network = import(network, ckpt.tensors, false, &path)?.valid();
         Ok(LoadedRun {
             config,
@@ -323,6 +387,64 @@ impl LoadedRun {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::ModelName;
+
+    /// Metadata that would make `predict` print NaN or skip a step is refused with the field.
+    #[test]
+    fn preprocessing_that_does_not_fit_the_model_is_refused() {
+        let input = Shape::Image { h: 28, w: 28, c: 1 };
+        let model = ModelConfig::new(ModelName::Lcnn, input, 2);
+        let good = Preprocess {
+            rescale: 1.0 / 255.0,
+            mean: Some(vec![0.1]),
+            std: Some(vec![0.3]),
+            classes: vec!["a".into(), "b".into()],
+            input,
+        };
+        assert_eq!(good.check(&model), Ok(()));
+        let binary = ModelConfig::new(ModelName::Lcnn, input, 1);
+        assert_eq!(good.check(&binary), Ok(()), "one sigmoid unit, two names");
+        for (bad, needle) in [
+            (
+                Preprocess {
+                    rescale: f32::INFINITY,
+                    ..good.clone()
+                },
+                "rescale inf",
+            ),
+            (
+                Preprocess {
+                    std: Some(vec![0.0]),
+                    ..good.clone()
+                },
+                "std holds 0",
+            ),
+            (
+                Preprocess {
+                    mean: Some(vec![0.0; 5]),
+                    ..good.clone()
+                },
+                "mean has 5 values",
+            ),
+            (
+                Preprocess {
+                    classes: vec!["a".into(); 3],
+                    ..good.clone()
+                },
+                "3 class names",
+            ),
+            (
+                Preprocess {
+                    input: Shape::Image { h: 32, w: 32, c: 1 },
+                    ..good.clone()
+                },
+                "but the model takes",
+            ),
+        ] {
+            let e = bad.check(&model).unwrap_err();
+            assert!(e.contains(needle), "{e}");
+        }
+    }
 
     #[test]
     fn run_weights_parse_their_names_and_reject_others() {

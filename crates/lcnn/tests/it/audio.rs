@@ -44,7 +44,7 @@ pub fn write_wav(path: &Path, rate: u32, samples: &[f32]) {
     b.extend_from_slice(&1u16.to_le_bytes()); // PCM
     b.extend_from_slice(&1u16.to_le_bytes()); // mono
     b.extend_from_slice(&rate.to_le_bytes());
-    b.extend_from_slice(&(rate * 2).to_le_bytes());
+    b.extend_from_slice(&rate.wrapping_mul(2).to_le_bytes());
     b.extend_from_slice(&2u16.to_le_bytes());
     b.extend_from_slice(&16u16.to_le_bytes());
     b.extend_from_slice(b"data");
@@ -176,6 +176,43 @@ fn stereo_mixes_to_mono_and_resamples_to_the_same_tone() {
     assert!((at - 0.3).abs() < 0.003, "1 kHz amplitude {at}");
     for hz in [500.0, 1500.0, 3000.0] {
         assert!(amp(hz) < 0.01, "{hz} Hz: {}", amp(hz));
+    }
+}
+
+/// Every length at the common rates resamples to `ceil(len * 16000 / rate)` samples (the
+/// last block past the input's end used to be refused: 8 of 12 lengths at 44.1 kHz failed), a
+/// tone keeps its level, and a header whose rate is 0, 1 or 4 GHz is an error naming the file
+/// and the rate, not a panic or a gigabyte request.
+#[test]
+fn any_length_at_any_common_rate_resamples_and_absurd_rates_are_refused() {
+    for rate in [8000u32, 11025, 22050, 44100, 48000] {
+        for len in [1usize, 1023, 1024, 2206, 4410, 22050, 44101] {
+            let x: Vec<f32> = (0..len)
+                .map(|n| (2.0 * std::f32::consts::PI * 440.0 * n as f32 / rate as f32).sin())
+                .collect();
+            let y = resample(&x, rate, 16000).unwrap_or_else(|e| panic!("{rate} Hz, {len}: {e}"));
+            assert_eq!(
+                y.len(),
+                (len * 16000).div_ceil(rate as usize),
+                "{rate} Hz, {len}"
+            );
+            if len >= 22050 {
+                let mid = &y[y.len() / 4..y.len() * 3 / 4];
+                let peak = mid.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                assert!((peak - 1.0).abs() < 0.02, "{rate} Hz, {len}: peak {peak}");
+            }
+        }
+    }
+    let dir = crate::scratch("audio-rates");
+    for rate in [0u32, 1, u32::MAX] {
+        let path = dir.path().join(format!("rate{rate}.wav"));
+        write_wav(&path, rate, &[0.1; 64]);
+        let err = read(&path).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("rate{rate}.wav"))
+                && err.contains(&format!("sample rate {rate} Hz")),
+            "{err}"
+        );
     }
 }
 
@@ -341,6 +378,24 @@ fn audio_folders_protocols_the_cache_and_bad_files() {
         e.contains("train.txt, line 9") && e.contains("LA_T_9999"),
         "{e}"
     );
+    // A misspelt key (it made a third class) and an utterance listed twice (it counted
+    // twice): errors naming the line.
+    let first = lines[0];
+    for (extra, needle) in [
+        (
+            first
+                .replace("bonafide", "bonefide")
+                .replace("spoof", "spooof"),
+            "expected bonafide or spoof",
+        ),
+        (first.to_string(), "listed again (first on line 1)"),
+    ] {
+        std::fs::write(&proto, format!("{protocol}{extra}\n")).unwrap();
+        let e = load(&dir.join("LA"), &with_protocol)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("train.txt, line 9") && e.contains(needle), "{e}");
+    }
 
     // The cache: written on the first pass, read on the next (a changed cache entry shows),
     // keyed by the settings (other settings compute afresh).
@@ -458,4 +513,14 @@ fn a_run_on_audio_logs_monitors_and_plots_the_eer() {
         let total: f32 = pred.top.iter().map(|t| t.1).sum();
         assert!((total - 1.0).abs() < 1e-4, "{:?}", pred.top);
     }
+    // An image is not an utterance: refused, not scored.
+    let png = out.join("not-audio.png");
+    std::fs::write(&png, b"\x89PNG").unwrap();
+    let err = predict_files(&run, &[png], 2, &Device::flex())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not-audio.png") && err.contains("WAV or FLAC"),
+        "{err}"
+    );
 }
