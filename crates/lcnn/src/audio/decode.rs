@@ -43,9 +43,9 @@ fn bad(path: &Path, reason: impl std::fmt::Display) -> DataError {
     }
 }
 
-/// Sample rates read (Hz): telephone audio's 8 kHz down to 1 kHz, studio audio's 768 kHz up.
-/// Outside them a header is taken as corrupt (a rate of 1 Hz or 4 GHz would make the resampler
-/// ask for gigabytes).
+/// Sample rates read (Hz): every rate audio is recorded at (telephone 8 kHz to studio
+/// 768 kHz) and some below. Outside them a header is taken as corrupt (a rate of 1 Hz or 4 GHz
+/// would make the resampler ask for gigabytes).
 pub const SAMPLE_RATES: std::ops::RangeInclusive<u32> = 1_000..=768_000;
 
 /// The sample rate of a WAV file's `fmt ` chunk, or `None` when `head` (the file's first
@@ -183,9 +183,9 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, String>
     let mut pos = 0;
     while out.len() < want + delay {
         let need = r.input_frames_next();
-        let end = (pos + need).min(samples.len()).max(pos);
+        let end = (pos + need).min(samples.len());
         // Past the end, zeros (rubato's `process_partial` refuses an empty block).
-        let mut block = samples[pos.min(samples.len())..end].to_vec();
+        let mut block = samples[pos..end].to_vec();
         block.resize(need, 0.0);
         let produced = r
             .process(&[block], None)

@@ -1155,13 +1155,12 @@ fn read_resume_point(files: &RunFiles, model: Network) -> Result<ResumePoint, Tr
         file: files.last(),
         reason,
     };
-    let state = serde_json::from_str(
+    let state: LoopState = serde_json::from_str(
         ckpt.metadata
             .get("state")
             .ok_or_else(|| bad("no loop state".into()))?,
     )
     .map_err(|e| bad(format!("loop state: {e}")))?;
-    let state: LoopState = state;
     if let Some(lr) = state
         .learning_rate
         .filter(|lr| !(lr.is_finite() && *lr > 0.0))
