@@ -120,6 +120,16 @@ pub enum DataError {
         found_w: usize,
     },
 
+    /// A test set whose images are not the training set's size.
+    #[error("{}: images are {found_h}x{found_w}, but the training images are {expected_h}x{expected_w}; expected the same size in both sets", path.display())]
+    SplitSize {
+        path: PathBuf,
+        expected_h: usize,
+        expected_w: usize,
+        found_h: usize,
+        found_w: usize,
+    },
+
     /// A class folder without any image file.
     #[error("class folder {} has no {expected} files", path.display())]
     EmptyClass {

@@ -50,6 +50,16 @@ pub fn load(data_dir: &Path, offline: bool) -> Result<Splits, DataError> {
     }
     let train = load_pair(&paths[0], &paths[1])?;
     let test = load_pair(&paths[2], &paths[3])?;
+    // Checked here, not after the training epochs, when the model meets the test images.
+    if (test.height, test.width) != (train.height, train.width) {
+        return Err(DataError::SplitSize {
+            path: paths[2].clone(),
+            expected_h: train.height,
+            expected_w: train.width,
+            found_h: test.height,
+            found_w: test.width,
+        });
+    }
     Ok(Splits {
         name: "mnist".into(),
         train,

@@ -214,6 +214,27 @@ fn mnist_count_mismatch_is_reported() {
     assert!(matches!(e, DataError::CountMismatch { .. }));
 }
 
+/// A test file of another image size (the same byte count: 14x56) is refused when loading,
+/// not after the training epochs.
+#[test]
+fn mnist_test_images_of_another_size_are_reported() {
+    let t = small_mnist();
+    replace_raw(&t, "t10k-images-idx3-ubyte", |b| {
+        b[8..12].copy_from_slice(&14u32.to_be_bytes());
+        b[12..16].copy_from_slice(&56u32.to_be_bytes());
+    });
+    let e = load_err(
+        &DatasetSpec::Mnist,
+        &offline(t.path()),
+        &[
+            "t10k-images-idx3-ubyte",
+            "images are 14x56",
+            "training images are 28x28",
+        ],
+    );
+    assert!(matches!(e, DataError::SplitSize { .. }));
+}
+
 #[test]
 fn mnist_label_out_of_range_is_reported() {
     let t = small_mnist();
