@@ -97,6 +97,11 @@ pub(crate) mod tests {
         t.into_data().try_to_vec::<f32>().unwrap()
     }
 
+    /// The mean square of a kernel's values: its variance about a zero mean.
+    pub(crate) fn mean_square(values: &[f32]) -> f64 {
+        values.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / values.len() as f64
+    }
+
     /// Mean and variance of a kernel's values.
     fn moments(values: &[f32]) -> (f64, f64) {
         let n = values.len() as f64;

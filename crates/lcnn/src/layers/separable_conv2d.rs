@@ -105,7 +105,7 @@ impl SeparableConv2d {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::initializer::tests::values;
+    use crate::layers::initializer::tests::{mean_square, values};
     use burn::module::Param;
     use burn::tensor::TensorData;
 
@@ -124,10 +124,8 @@ mod tests {
     #[test]
     fn kernels_are_drawn_with_keras_fans() {
         let layer = SeparableConv2dConfig::new(256, 64, 3).init(&Device::flex());
-        let variance =
-            |w: Vec<f32>| w.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / w.len() as f64;
-        let depthwise = variance(values(layer.depthwise.weight.val()));
-        let pointwise = variance(values(layer.pointwise.weight.val()));
+        let depthwise = mean_square(&values(layer.depthwise.weight.val()));
+        let pointwise = mean_square(&values(layer.pointwise.weight.val()));
         assert!((depthwise * 2313.0 / 2.0 - 1.0).abs() < 0.1, "{depthwise}");
         assert!((pointwise * 320.0 / 2.0 - 1.0).abs() < 0.04, "{pointwise}");
     }

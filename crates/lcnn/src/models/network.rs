@@ -363,7 +363,7 @@ fn batch_norm_momentum(layer: &Layer) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::initializer::tests::values;
+    use crate::layers::initializer::tests::{mean_square, values};
     use crate::models::{ModelConfig, ModelName};
     use burn::module::Module;
     use burn::tensor::{DType, Distribution};
@@ -383,8 +383,7 @@ mod tests {
             };
             let bias = values(block.conv.conv.bias.as_ref().unwrap().val());
             assert!(bias.iter().all(|&b| b == 0.0), "{name}.bias");
-            let w = values(block.conv.conv.weight.val());
-            w.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / w.len() as f64
+            mean_square(&values(block.conv.conv.weight.val()))
         };
         let device = Device::flex();
         let glorot = Network::new(&spec, &device).unwrap();
